@@ -1,0 +1,311 @@
+"""Study -> Plan: every run with its id, resolved config, command, resources and
+estimates; stages; the schedule; the budget check."""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import re
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studyc.compiler.ids import canonical, code_version, run_id, study_root
+from studyc.compiler.prices import UnknownPrice, hourly_usd, price_table
+from studyc.errors import RunError
+from studyc.spec.arms import ArmSpec, deep_merge, expand_arms
+from studyc.spec.loader import LoadedStudy
+from studyc.spec.model import Resources, Study
+
+PLAN_SCHEMA_VERSION = 1
+DEFAULT_STAGE = "main"
+_PLACEHOLDER = re.compile(r"\{(seed|config\.[A-Za-z0-9_.]+)\}")
+
+
+@dataclass
+class RunPlan:
+    id: str
+    arm: str
+    stage: str
+    seed: int
+    command: str
+    command_template: str
+    config: dict[str, Any]
+    resources: dict[str, Any]
+    env: dict[str, str]
+    est_hours: float
+    est_usd: float
+    gpu_hours: float
+    start_h: float = 0.0
+    slot: int = 0
+    pending: bool = False  # a slot for an arm that a gate will promote
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StagePlan:
+    name: str
+    arms: list[str]
+    needs: list[str]
+    gate: str | None
+    promote: Any
+    promoted_slots: int = 0
+
+
+@dataclass
+class Plan:
+    study: str
+    profile: str | None
+    spec_hash: str
+    checks_hash: str
+    code_version: str | None
+    workdir: str
+    stages: list[StagePlan]
+    runs: list[RunPlan]
+    totals: dict[str, float]
+    budget: dict[str, Any]
+    parallel: int
+    reused_arms: list[str] = field(default_factory=list)
+
+    def runs_in(self, stage: str) -> list[RunPlan]:
+        return [r for r in self.runs if r.stage == stage]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["schema_version"] = PLAN_SCHEMA_VERSION
+        return data
+
+
+def render_command(template: str, config: dict[str, Any], seed: int) -> str:
+    """Fill ``{seed}`` and ``{config.key}``, every value shell-quoted."""
+
+    def sub(m: re.Match) -> str:
+        name = m.group(1)
+        if name == "seed":
+            return shlex.quote(str(seed))
+        value: Any = config
+        for part in name.removeprefix("config.").split("."):
+            value = value[part]
+        if isinstance(value, (dict, list)):
+            value = canonical(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        return shlex.quote(str(value))
+
+    return _PLACEHOLDER.sub(sub, template)
+
+
+def checks_hash(study: Study) -> str:
+    """What the study pre-registers: hypotheses, tiers, gates, decision and the baselines
+    they are judged against. Stored when the first run starts."""
+    payload = {
+        "hypotheses": {k: h.check for k, h in study.hypotheses.items()},
+        "tiers": study.tier_checks(),
+        "gates": {k: s.gate for k, s in study.stages.items() if s.gate},
+        "decision": [r.model_dump(by_alias=True) for r in study.decision],
+        "baselines": {k: b.values for k, b in study.baselines.items()},
+        "stats": study.stats.model_dump(),
+    }
+    return hashlib.sha256(canonical(payload).encode()).hexdigest()[:16]
+
+
+def resolve_resources(*layers: dict[str, Any]) -> Resources:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer)
+    return Resources.model_validate(merged)
+
+
+def stage_arms(study: Study, arms: dict[str, ArmSpec], stage_name: str) -> list[str]:
+    """The arms a stage runs (not counting promoted ones, known only at run time)."""
+    if not study.stages:
+        return [a.name for a in arms.values() if a.runs]
+    spec = study.stages[stage_name]
+    if spec.arms == "promoted":
+        return []
+    if spec.arms == "all":
+        return [a.name for a in arms.values() if a.runs]
+    chosen = []
+    for listed in spec.arms:
+        chosen += [a.name for a in arms.values() if a.runs and (a.name == listed or a.family == listed)]
+    return list(dict.fromkeys(chosen))
+
+
+class Compiler:
+    """Builds runs for one loaded study; also used at run time for promoted arms."""
+
+    def __init__(self, loaded: LoadedStudy):
+        self.loaded = loaded
+        self.study = loaded.study
+        self.arms = expand_arms(self.study)
+        self.workdir = study_root(loaded.path, self.study.run.workdir)
+        self.code_version = code_version(str(self.workdir))
+        self.prices = price_table(self.study.prices)
+
+    def make_run(self, arm_name: str, stage_name: str, seed: int, pending: bool = False) -> RunPlan:
+        study, arm = self.study, self.arms[arm_name]
+        stage = study.stages.get(stage_name)
+        stage_config = stage.config if stage else {}
+        stage_resources = stage.resources.model_dump(exclude_unset=True) if stage and stage.resources else {}
+        config = deep_merge(deep_merge(study.run.config, arm.config), stage_config)
+        config["seed"] = seed
+        template = arm.command or study.run.command
+        resources = resolve_resources(study.run.resources.model_dump(exclude_unset=True), arm.resources, stage_resources)
+        hours = resources.hours if resources.hours is not None else 1.0
+        try:
+            hourly = hourly_usd(resources.accelerator_name, resources.gpus, resources.cpus, self.prices)
+        except UnknownPrice as exc:
+            raise RunError(f"no price known for accelerator '{exc.args[0]}' (arm {arm_name})",
+                           f"add it under `prices:`, e.g. prices: {{{exc.args[0]}: 1.50}}  # $/GPU-hour") from None
+        env = dict(study.run.env)
+        rid = run_id(template, config, seed, env, self.code_version)
+        return RunPlan(
+            id=rid,
+            arm=arm_name,
+            stage=stage_name,
+            seed=seed,
+            command=render_command(template, config, seed),
+            command_template=template,
+            config=config,
+            resources=resources.model_dump(),
+            env=env,
+            est_hours=hours,
+            est_usd=round(hours * hourly, 6),
+            gpu_hours=hours * resources.gpus,
+            pending=pending,
+        )
+
+    def seeds_for(self, arm_name: str, stage_name: str) -> list[int]:
+        stage = self.study.stages.get(stage_name)
+        if stage and stage.seeds:
+            return list(stage.seeds)
+        arm = self.arms[arm_name]
+        return list(arm.seeds) if arm.seeds else list(self.study.run.seeds)
+
+    def stage_runs(self, stage_name: str, arm_names: list[str], pending: bool = False) -> list[RunPlan]:
+        return [self.make_run(a, stage_name, s, pending) for a in arm_names for s in self.seeds_for(a, stage_name)]
+
+    def promoted_slots(self, stage_name: str, candidates: dict[str, list[str]]) -> tuple[int, list[str]]:
+        """How many arms a promoted stage will receive, and the arms it may receive."""
+        spec = self.study.stages[stage_name]
+        count, pool = 0, []
+        for need in spec.needs:
+            promote = self.study.stages[need].promote
+            arms = candidates.get(need, [])
+            count += len(arms) if promote == "all" else min(promote.top, len(arms))
+            pool += arms
+        return count, pool
+
+    def compile(self) -> Plan:
+        study = self.study
+        stage_names = list(study.stages) or [DEFAULT_STAGE]
+        runs: list[RunPlan] = []
+        stages: list[StagePlan] = []
+        candidates: dict[str, list[str]] = {}
+        for name in stage_names:
+            spec = study.stages.get(name)
+            arms = stage_arms(study, self.arms, name)
+            slots = 0
+            if spec is not None and spec.arms == "promoted":
+                slots, pool = self.promoted_slots(name, candidates)
+                # Budget for the most expensive arms that could be promoted.
+                options = sorted((self.stage_runs(name, [a], pending=True) for a in pool),
+                                 key=lambda rs: -sum(r.est_usd for r in rs))
+                for option in options[:slots]:
+                    runs += option
+                candidates[name] = pool
+            else:
+                runs += self.stage_runs(name, arms)
+                candidates[name] = arms
+            stages.append(StagePlan(name=name, arms=arms if spec is None or spec.arms != "promoted" else ["promoted"],
+                                    needs=list(spec.needs) if spec else [], gate=spec.gate if spec else None,
+                                    promote=(spec.promote if spec is None or isinstance(spec.promote, (str, type(None)))
+                                             else spec.promote.model_dump()) if spec else None,
+                                    promoted_slots=slots))
+        parallel = study.budget.parallel or max(1, len(runs))
+        wall = schedule(runs, stage_names, parallel, study)
+        totals = {
+            "runs": len(runs),
+            "usd": round(sum(r.est_usd for r in runs), 4),
+            "gpu_hours": round(sum(r.gpu_hours for r in runs), 4),
+            "wall_hours": round(wall, 4),
+        }
+        return Plan(
+            study=study.study,
+            profile=self.loaded.profile,
+            spec_hash=self.loaded.spec_hash,
+            checks_hash=checks_hash(study),
+            code_version=self.code_version,
+            workdir=str(self.workdir),
+            stages=stages,
+            runs=runs,
+            totals=totals,
+            budget=budget_check(study, totals),
+            parallel=parallel,
+            reused_arms=[a.name for a in self.arms.values() if not a.runs],
+        )
+
+
+def schedule(runs: list[RunPlan], stage_order: list[str], parallel: int, study: Study) -> float:
+    """List-schedule runs, stage after stage, on ``parallel`` slots; when the study names
+    a ``machine``, runs also share its GPU memory. Sets each run's start and slot and
+    returns the estimated wall-clock hours."""
+    machine = study.machine
+    capacity = machine.vram_gb * max(machine.gpus, 1) if machine and machine.vram_gb else None
+    if capacity is not None:
+        for run in runs:
+            if run.resources["vram_gb"] > capacity:
+                raise RunError(
+                    f"run {run.arm} (seed {run.seed}) needs {run.resources['vram_gb']:g} GB of GPU memory, "
+                    f"but the machine has {capacity:g} GB",
+                    "lower the run's batch size or vram_gb, or choose a larger machine")
+    clock = 0.0
+    for stage in stage_order:
+        stage_runs = [r for r in runs if r.stage == stage]
+        if not stage_runs:
+            continue
+        free = [(clock, i) for i in range(min(parallel, len(stage_runs)))]
+        heapq.heapify(free)
+        running: list[tuple[float, float]] = []  # (end, vram) for memory packing
+        end = clock
+        for run in stage_runs:
+            start, slot = heapq.heappop(free)
+            if capacity is not None:
+                vram = run.resources["vram_gb"]
+                running = [(e, v) for e, v in running if e > start]
+                while sum(v for _, v in running) + vram > capacity:
+                    start = min(e for e, _ in running)
+                    running = [(e, v) for e, v in running if e > start]
+                running.append((start + run.est_hours, vram))
+            run.start_h = round(start, 6)
+            run.slot = slot
+            finish = start + run.est_hours
+            end = max(end, finish)
+            heapq.heappush(free, (finish, slot))
+        clock = end
+    return clock
+
+
+def budget_check(study: Study, totals: dict[str, float]) -> dict[str, Any]:
+    budget = study.budget
+    violations = []
+    limits = {"usd": budget.usd, "gpu_hours": budget.gpu_hours, "wall_hours": budget.wall}
+    labels = {"usd": ("$", "budget.usd"), "gpu_hours": ("", "budget.gpu_hours"), "wall_hours": ("", "budget.wall")}
+    units = {"usd": "", "gpu_hours": " GPU-hours", "wall_hours": " h wall-clock"}
+    margins = {}
+    for key, limit in limits.items():
+        if limit is None:
+            continue
+        margins[key] = round(limit - totals[key], 4)
+        if totals[key] > limit + 1e-9:
+            prefix, name = labels[key]
+            violations.append(f"estimated {prefix}{totals[key]:.2f}{units[key]} exceeds {name} = {prefix}{limit:.2f}{units[key]}")
+    return {"limits": limits, "margins": margins, "ok": not violations, "violations": violations}
+
+
+def compile_plan(loaded: LoadedStudy) -> Plan:
+    return Compiler(loaded).compile()
+

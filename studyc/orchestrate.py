@@ -1,0 +1,162 @@
+"""`studyc run` as a library call: compile, execute stage by stage (judging gates and
+promoting between stages), then judge and render. `report` re-renders from the store."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from studyc.compiler.plan import Compiler, Plan, RunPlan
+from studyc.errors import RunError
+from studyc.runtime.executor import Executor, LocalExecutor
+from studyc.runtime.scheduler import Event, Scheduler, Spend
+from studyc.runtime.store import Store
+from studyc.spec.loader import LoadedStudy
+
+CURVE_RUN_LIMIT = 200
+
+
+@dataclass
+class Report:
+    paths: dict[str, Path]
+    verdicts: dict[str, Any]
+    out: Path
+
+
+def default_out(loaded: LoadedStudy) -> Path:
+    base = Path(loaded.study.report.dir or f"reports/{loaded.study.study}")
+    return base / loaded.profile if loaded.profile else base
+
+
+class StudyLock:
+    """One `studyc run` per study and profile at a time (an advisory file lock that the
+    kernel releases if studyc dies)."""
+
+    def __init__(self, store: Store, study: str, profile: str | None):
+        locks = store.home / "locks"
+        locks.mkdir(exist_ok=True)
+        self.path = locks / f"{study}{'@' + profile if profile else ''}.lock"
+        self.fh = None
+
+    def __enter__(self) -> "StudyLock":
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "another process"
+            self.fh.close()
+            raise RunError(f"this study is already being run by {holder}",
+                           "wait for it to finish, or follow it with `studyc status`") from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(f"studyc pid {os.getpid()}")
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fh is not None:
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+            self.fh.close()
+
+
+def check_budget(plan: Plan, allow_over_budget: bool) -> None:
+    if not plan.budget["ok"] and not allow_over_budget:
+        raise RunError("the plan is over budget, so nothing was started:\n  " + "\n  ".join(plan.budget["violations"]),
+                       "lower seeds, arms or hours, raise the budget, or pass --allow-over-budget on purpose")
+
+
+def execute(loaded: LoadedStudy, store: Store, on_event: Callable[[Event], None] = lambda e: None,
+            rerun: set[str] | None = None, allow_over_budget: bool = False, executor: Executor | None = None,
+            parallel: int | None = None) -> Plan:
+    """Run every stage of the study on this machine. Finished runs are reused."""
+    compiler = Compiler(loaded)
+    plan = compiler.compile()
+    check_budget(plan, allow_over_budget)
+    study, profile = loaded.study, loaded.profile
+    with StudyLock(store, study.study, profile):
+        planned = [r for r in plan.runs if not r.pending]
+        store.register_study(study.study, profile, str(loaded.path), plan.spec_hash, plan.checks_hash)
+        store.forget_membership(study.study, profile, {(r.stage, r.arm, r.seed) for r in planned})
+        store.recover_interrupted([r.id for r in planned])
+        store.add_runs(study.study, profile, planned)
+        store.lock_checks(study.study, profile)
+        spend = Spend()
+        scheduler = Scheduler(study, store, executor or LocalExecutor(), plan.workdir, parallel or plan.parallel, on_event,
+                              rerun, spend=spend, study_key=(study.study, profile))
+        for stage in plan.stages:
+            if stage.arms == ["promoted"]:
+                runs = promoted_runs(loaded, compiler, store, stage.name)
+                store.add_runs(study.study, profile, runs)
+            else:
+                runs = [r for r in plan.runs_in(stage.name) if not r.pending]
+            scheduler.execute(runs)
+    return plan
+
+
+def promoted_runs(loaded: LoadedStudy, compiler: Compiler, store: Store, stage: str) -> list[RunPlan]:
+    """Judge the gates of the stages ``stage`` needs and build runs for what they promote."""
+    from studyc.report.collect import collect
+    from studyc.report.judge import Judge
+
+    study = loaded.study
+    judge = Judge(study, collect(study, store, loaded.profile))
+    arms: list[str] = []
+    for need in study.stages[stage].needs:
+        promoted, _ = judge.promote(need)
+        arms += [a for a in promoted if a not in arms]
+    return compiler.stage_runs(stage, arms)
+
+
+def prereg_text(store: Store, loaded: LoadedStudy, checks_hash: str) -> str:
+    record = store.study_record(loaded.study.study, loaded.profile)
+    if record is None or record["checks_locked_at"] is None:
+        return "checks not locked yet (no run has started)"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(record["checks_locked_at"]))
+    if record["checks_changed_after_results"] or record["checks_hash"] != checks_hash:
+        return (f"**WARNING: the checks changed after results existed.** They were locked at {when} "
+                f"(hash `{record['checks_hash']}`); the report judges the current checks (hash `{checks_hash}`).")
+    return f"checks locked at {when} before the first run started (hash `{checks_hash}`), unchanged since"
+
+
+def report(loaded: LoadedStudy, store: Store, out: Path | None = None, plan: Plan | None = None) -> Report:
+    """Judge and render from the store; runs nothing."""
+    from studyc.report.collect import collect
+    from studyc.report.judge import Judge
+    from studyc.report.render import render
+
+    study = loaded.study
+    compiler = Compiler(loaded)
+    if plan is None:
+        plan = compiler.compile()
+    results = collect(study, store, loaded.profile)
+    verdicts = Judge(study, results).all()
+    out = out or default_out(loaded)
+    meta = {
+        "spec_hash": plan.spec_hash,
+        "prereg": prereg_text(store, loaded, plan.checks_hash),
+        "totals": plan.totals,
+        "arms": compiler.arms,
+        "spent_gpu_hours": sum(r.gpu_hours or 0 for r in store.records([r.id for r in results.all_runs()]).values()),
+    }
+    paths = render(study, results, verdicts, out, meta, curves(store, loaded, results))
+    return Report(paths, verdicts, out)
+
+
+def curves(store: Store, loaded: LoadedStudy, results: Any) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """The primary metric's logged series per arm and run, for learning-curve plots."""
+    study = loaded.study
+    series_name = study.metrics[study.primary_metric].from_ or study.primary_metric
+    runs = [r for r in results.all_runs() if r.status == "done"][:CURVE_RUN_LIMIT]
+    data = store.series([r.id for r in runs])
+    out: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for run in runs:
+        points = [(step if step is not None else seq, value) for seq, step, name, value in data.get(run.id, [])
+                  if name == series_name]
+        if len(points) > 1:
+            out.setdefault(run.arm, {})[run.id] = points
+    return out

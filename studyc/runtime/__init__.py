@@ -1,0 +1,1 @@
+"""Execution: the run protocol and SDK, the store, executors, failure classes."""

@@ -1,0 +1,95 @@
+"""The Python side of the run protocol.
+
+A run is a process. studyc hands it its resolved config as a JSON file named by
+``STUDYC_CONFIG`` and a directory named by ``STUDYC_RUN_DIR``; the run reports metrics as
+JSON lines in ``$STUDYC_RUN_DIR/metrics.jsonl``. These helpers do that for Python
+trainers; any language can follow the same protocol by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+
+_sink: Any = None
+_wandb_run: Any = None
+
+
+def config(defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's resolved config laid over ``defaults`` (defaults alone outside studyc)."""
+    merged = dict(defaults or {})
+    path = os.environ.get("STUDYC_CONFIG")
+    if path:
+        merged.update(json.loads(Path(path).read_text()))
+    return merged
+
+
+def run_dir() -> Path | None:
+    """The run's own directory, or None when the process was not started by studyc."""
+    value = os.environ.get("STUDYC_RUN_DIR")
+    return Path(value) if value else None
+
+
+def checkpoint_dir() -> Path | None:
+    """Where a run keeps checkpoints it can resume from after a retry (created on demand)."""
+    base = run_dir()
+    if base is None:
+        return None
+    path = base / "checkpoints"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _to_number(name: str, value: Any) -> float:
+    if hasattr(value, "item"):  # numpy or torch scalars
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"studyc.log: metric {name!r} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def log(step: int | None = None, **metrics: Any) -> None:
+    """Record metric values (at ``step``) for the current run.
+
+    Each call appends one JSON line and flushes it, so studyc can follow a run live
+    (progress, stop rules). NaN and inf are kept: a diverged run must be visible.
+    """
+    global _sink
+    values = {name: _to_number(name, value) for name, value in metrics.items()}
+    record: dict[str, Any] = {"t": round(time.time(), 3)}
+    if step is not None:
+        record["step"] = int(step)
+    record.update(values)
+    base = run_dir()
+    if base is not None:
+        if _sink is None:
+            base.mkdir(parents=True, exist_ok=True)
+            _sink = open(base / METRICS_FILE, "a", buffering=1, encoding="utf-8")
+        _sink.write(json.dumps(record) + "\n")
+        _sink.flush()
+    if _wandb_run is not None:
+        finite = {k: v for k, v in values.items() if math.isfinite(v)}
+        _wandb_run.log(finite, step=step)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Parse a metrics.jsonl file, skipping a torn last line left by a killed process."""
+    records = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return records
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

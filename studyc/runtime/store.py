@@ -1,0 +1,319 @@
+"""The store: SQLite in WAL mode under ``.studyc/``.
+
+Runs are keyed by their content hash, so a finished run is shared by every study that
+plans it. A run's final status and its metric series are written in one transaction:
+a kill at any moment leaves either the whole record or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    command TEXT NOT NULL,
+    config TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    failure TEXT,
+    exit_code INTEGER,
+    started_at REAL,
+    ended_at REAL,
+    host TEXT,
+    log_tail TEXT,
+    est_hours REAL,
+    est_usd REAL,
+    gpu_hours REAL,
+    usd REAL
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    failure TEXT,
+    exit_code INTEGER,
+    started_at REAL,
+    ended_at REAL,
+    config TEXT,
+    log_tail TEXT,
+    PRIMARY KEY (run_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    step INTEGER,
+    name TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, seq, name)
+);
+CREATE TABLE IF NOT EXISTS studies (
+    name TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    path TEXT,
+    spec_hash TEXT,
+    checks_hash TEXT,
+    checks_locked_at REAL,
+    checks_changed_after_results INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL,
+    PRIMARY KEY (name, profile)
+);
+CREATE TABLE IF NOT EXISTS study_runs (
+    study TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    skipped TEXT,
+    PRIMARY KEY (study, profile, stage, arm, seed)
+);
+CREATE INDEX IF NOT EXISTS study_runs_run ON study_runs (run_id);
+"""
+
+STATUSES = ("queued", "running", "done", "failed", "skipped")
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("STUDYC_HOME", ".studyc"))
+
+
+@dataclass
+class RunRecord:
+    id: str
+    status: str
+    attempts: int
+    failure: str | None
+    exit_code: int | None
+    started_at: float | None
+    ended_at: float | None
+    host: str | None
+    log_tail: str | None
+    config: dict[str, Any]
+    seed: int
+    command: str
+    est_hours: float | None
+    usd: float | None
+    gpu_hours: float | None
+
+
+class Store:
+    def __init__(self, home: Path | None = None):
+        self.home = Path(home) if home else default_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.path = self.home / "store.db"
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.home / "runs" / run_id
+
+    # ------------------------------------------------------------ studies
+
+    def register_study(self, name: str, profile: str | None, path: str, spec_hash: str, checks_hash: str) -> None:
+        """Record the study; lock its checks the first time, and flag a later change of
+        checks once results exist (the pre-registration record)."""
+        prof = profile or ""
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute("SELECT checks_hash, checks_locked_at FROM studies WHERE name=? AND profile=?", (name, prof)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO studies (name, profile, path, spec_hash, checks_hash, updated_at) VALUES (?,?,?,?,?,?)",
+                           (name, prof, path, spec_hash, checks_hash, now))
+                return
+            changed = row["checks_hash"] != checks_hash and row["checks_locked_at"] is not None and self._has_results(db, name, prof)
+            db.execute(
+                "UPDATE studies SET path=?, spec_hash=?, updated_at=?, checks_changed_after_results = checks_changed_after_results OR ?"
+                " , checks_hash = CASE WHEN checks_locked_at IS NULL THEN ? ELSE checks_hash END WHERE name=? AND profile=?",
+                (path, spec_hash, now, int(changed), checks_hash, name, prof))
+
+    def _has_results(self, db: sqlite3.Connection, name: str, profile: str) -> bool:
+        return db.execute(
+            "SELECT 1 FROM study_runs s JOIN runs r ON r.id = s.run_id WHERE s.study=? AND s.profile=? AND r.status='done' LIMIT 1",
+            (name, profile)).fetchone() is not None
+
+    def lock_checks(self, name: str, profile: str | None) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE studies SET checks_locked_at=? WHERE name=? AND profile=? AND checks_locked_at IS NULL",
+                       (time.time(), name, profile or ""))
+
+    def study_record(self, name: str, profile: str | None) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM studies WHERE name=? AND profile=?", (name, profile or "")).fetchone()
+        return dict(row) if row else None
+
+    # ------------------------------------------------------------ runs
+
+    def add_runs(self, study: str, profile: str | None, runs: list[Any]) -> None:
+        """Enter planned runs (queued unless already known) and link them to the study."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO runs (id, command, config, seed, est_hours, est_usd, gpu_hours) VALUES (?,?,?,?,?,?,?)",
+                [(r.id, r.command, json.dumps(r.config, sort_keys=True), r.seed, r.est_hours, r.est_usd, r.gpu_hours) for r in runs])
+            db.executemany(
+                "INSERT INTO study_runs (study, profile, stage, arm, seed, run_id) VALUES (?,?,?,?,?,?)"
+                " ON CONFLICT (study, profile, stage, arm, seed) DO UPDATE SET run_id=excluded.run_id, skipped=NULL",
+                [(study, profile or "", r.stage, r.arm, r.seed, r.id) for r in runs])
+
+    def forget_membership(self, study: str, profile: str | None, keep: set[tuple[str, str, int]]) -> None:
+        """Drop links to runs the study no longer plans (an arm was removed or renamed)."""
+        rows = self.db.execute("SELECT stage, arm, seed FROM study_runs WHERE study=? AND profile=?", (study, profile or "")).fetchall()
+        stale = [(r["stage"], r["arm"], r["seed"]) for r in rows if (r["stage"], r["arm"], r["seed"]) not in keep]
+        if stale:
+            with self.transaction() as db:
+                db.executemany("DELETE FROM study_runs WHERE study=? AND profile=? AND stage=? AND arm=? AND seed=?",
+                               [(study, profile or "", *s) for s in stale])
+
+    def mark_skipped(self, study: str, profile: str | None, run: Any, reason: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE study_runs SET skipped=? WHERE study=? AND profile=? AND stage=? AND arm=? AND seed=?",
+                       (reason, study, profile or "", run.stage, run.arm, run.seed))
+
+    def get(self, run_id: str) -> RunRecord | None:
+        row = self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return _record(row) if row else None
+
+    def records(self, run_ids: list[str]) -> dict[str, RunRecord]:
+        out: dict[str, RunRecord] = {}
+        for chunk in _chunks(run_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"SELECT * FROM runs WHERE id IN ({marks})", chunk):
+                out[row["id"]] = _record(row)
+        return out
+
+    def start(self, run_id: str, config: dict[str, Any]) -> int:
+        """Mark a run running; returns the attempt number."""
+        now = time.time()
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET status='running', attempts=attempts+1, started_at=?, ended_at=NULL, host=?, failure=NULL,"
+                       " exit_code=NULL WHERE id=?", (now, socket.gethostname(), run_id))
+            attempt = db.execute("SELECT attempts FROM runs WHERE id=?", (run_id,)).fetchone()[0]
+            db.execute("INSERT OR REPLACE INTO attempts (run_id, attempt, status, started_at, config) VALUES (?,?,?,?,?)",
+                       (run_id, attempt, "running", now, json.dumps(config, sort_keys=True)))
+        return attempt
+
+    def finish(self, run_id: str, status: str, exit_code: int | None, failure: str | None, log_tail: str | None,
+               series: list[dict[str, Any]], usd: float | None, gpu_hours: float | None, final: bool = True) -> None:
+        """Record an attempt's end and the run's metric series, atomically. A failed attempt
+        that will be retried leaves the run queued (``final`` False)."""
+        now = time.time()
+        rows = []
+        for seq, record in enumerate(series):
+            step = record.get("step")
+            for name, value in record.items():
+                if name in ("step", "t"):
+                    continue
+                rows.append((run_id, seq, step, name, _db_float(value)))
+        with self.transaction() as db:
+            attempt = db.execute("SELECT attempts FROM runs WHERE id=?", (run_id,)).fetchone()[0]
+            db.execute("UPDATE attempts SET status=?, failure=?, exit_code=?, ended_at=?, log_tail=? WHERE run_id=? AND attempt=?",
+                       (status, failure, exit_code, now, log_tail, run_id, attempt))
+            db.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
+            db.executemany("INSERT INTO metrics (run_id, seq, step, name, value) VALUES (?,?,?,?,?)", rows)
+            db.execute("UPDATE runs SET status=?, failure=?, exit_code=?, ended_at=?, log_tail=?,"
+                       " usd=COALESCE(usd,0)+?, gpu_hours=? WHERE id=?",
+                       (status if final else "queued", failure, exit_code, now, log_tail, usd or 0.0, gpu_hours, run_id))
+
+    def requeue(self, run_ids: list[str]) -> None:
+        with self.transaction() as db:
+            db.executemany("UPDATE runs SET status='queued', failure=NULL, exit_code=NULL WHERE id=?", [(r,) for r in run_ids])
+
+    def recover_interrupted(self, run_ids: list[str]) -> list[str]:
+        """Of ``run_ids``, those left 'running' by a studyc that died: back to the queue.
+        (The caller holds the study's lock, so no live studyc is running them.)"""
+        ids = [rid for rid, rec in self.records(run_ids).items() if rec.status == "running"]
+        if ids:
+            with self.transaction() as db:
+                db.executemany("UPDATE attempts SET status='failed', failure='preempted' WHERE run_id=? AND status='running'",
+                               [(i,) for i in ids])
+                db.executemany("UPDATE runs SET status='queued' WHERE id=? AND status='running'", [(i,) for i in ids])
+        return ids
+
+    def attempts(self, run_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM attempts WHERE run_id=? ORDER BY attempt", (run_id,))]
+
+    def study_runs(self, study: str, profile: str | None) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT s.stage, s.arm, s.seed, s.run_id, s.skipped, r.* FROM study_runs s JOIN runs r ON r.id = s.run_id"
+            " WHERE s.study=? AND s.profile=? ORDER BY s.rowid", (study, profile or "")).fetchall()
+        return [dict(r) for r in rows]
+
+    def series(self, run_ids: list[str]) -> dict[str, list[tuple[int, int | None, str, float]]]:
+        """Each run's metric records as (seq, step, name, value), in logging order."""
+        out: dict[str, list] = {rid: [] for rid in run_ids}
+        for chunk in _chunks(run_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"SELECT run_id, seq, step, name, value FROM metrics WHERE run_id IN ({marks}) ORDER BY run_id, seq",
+                                       chunk):
+                value = row[4] if row[4] is not None else math.nan
+                out[row[0]].append((row[1], row[2], row[3], value))
+        return out
+
+
+def _db_float(value: Any) -> float | None:
+    # SQLite stores NaN as NULL; keep inf as is, and NaN as NULL that reads back as NaN.
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(
+        id=row["id"], status=row["status"], attempts=row["attempts"], failure=row["failure"], exit_code=row["exit_code"],
+        started_at=row["started_at"], ended_at=row["ended_at"], host=row["host"], log_tail=row["log_tail"],
+        config=json.loads(row["config"]), seed=row["seed"], command=row["command"], est_hours=row["est_hours"],
+        usd=row["usd"], gpu_hours=row["gpu_hours"])
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def reductions(store: Store, run_ids: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per run and series: last, min, max and mean, computed inside SQLite (fast for
+    thousands of runs). NaN, stored as NULL, reads back as NaN for 'last'."""
+    out: dict[str, dict[str, dict[str, float]]] = {rid: {} for rid in run_ids}
+    for chunk in _chunks(run_ids, 500):
+        marks = ",".join("?" * len(chunk))
+        for rid, name, lo, hi, mean in store.db.execute(
+                f"SELECT run_id, name, MIN(value), MAX(value), AVG(value) FROM metrics WHERE run_id IN ({marks})"
+                " GROUP BY run_id, name", chunk):
+            out[rid][name] = {"min": _nan(lo), "max": _nan(hi), "mean": _nan(mean)}
+        # SQLite returns the bare column from the row holding MAX(seq): the last value.
+        for rid, name, value, _ in store.db.execute(
+                f"SELECT run_id, name, value, MAX(seq) FROM metrics WHERE run_id IN ({marks}) GROUP BY run_id, name", chunk):
+            out[rid].setdefault(name, {})["last"] = _nan(value)
+    return out
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
