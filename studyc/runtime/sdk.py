@@ -17,7 +17,7 @@ from typing import Any
 
 METRICS_FILE = "metrics.jsonl"
 
-_sink: Any = None
+_sink: Any = None  # (run directory, open metrics file): reopened if the directory changes
 _wandb_run: Any = None
 
 
@@ -68,11 +68,13 @@ def log(step: int | None = None, **metrics: Any) -> None:
     record.update(values)
     base = run_dir()
     if base is not None:
-        if _sink is None:
+        if _sink is None or _sink[0] != base:
+            if _sink is not None:
+                _sink[1].close()
             base.mkdir(parents=True, exist_ok=True)
-            _sink = open(base / METRICS_FILE, "a", buffering=1, encoding="utf-8")
-        _sink.write(json.dumps(record) + "\n")
-        _sink.flush()
+            _sink = (base, open(base / METRICS_FILE, "a", buffering=1, encoding="utf-8"))
+        _sink[1].write(json.dumps(record) + "\n")
+        _sink[1].flush()
     if _wandb_run is not None:
         finite = {k: v for k, v in values.items() if math.isfinite(v)}
         _wandb_run.log(finite, step=step)

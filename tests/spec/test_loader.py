@@ -53,9 +53,10 @@ def test_phase3_study_has_the_seed_figures():
 def test_cpu_profile_overlays_the_study():
     study = load(PHASE3, profile="cpu").study
     assert study.run.resources.accelerators is None
-    assert study.run.seeds == [0, 1]
+    assert study.run.seeds == [0, 1, 2]
     assert study.arms["pure_256"].config == {"architecture": "pure", "tokens": 32}
-    assert study.run.config["lr"] == 3.0e-4  # untouched keys survive the overlay
+    assert study.run.config["attention"] == "standard"  # untouched keys survive the overlay
+    assert study.run.config["epochs"] == 3
 
 
 @pytest.mark.parametrize("mutation, line, fragment, hint", [

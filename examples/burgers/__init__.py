@@ -1,0 +1,1 @@
+"""Viscous 1D Burgers: a spectral solver, a latent-token neural operator, a trainer."""
