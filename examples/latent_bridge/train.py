@@ -1,0 +1,295 @@
+"""Latent bridge miniature: a source model's hidden states, compressed into K soft tokens,
+prompt a separate target model (a tiny stand-in for Mistral -> Llama latent translation).
+
+Run by studyc as ``python -m examples.latent_bridge.train`` or by hand:
+``python -m examples.latent_bridge.train --set infonce=false --set early_stopping=false``.
+
+Stages, all seeded:
+  1. data     ``dataset`` (arith | multihop) questions, split train / val / test.
+  2. source   a small decoder LM pre-trained on train as a text LM on question -> answer
+              (``source_acc``: its own greedy answer on test), then frozen. It reads
+              each question and writes its own answer; its final hidden states over
+              both (its "latent reasoning") are what the bridge reads.
+  3. target   a second, different decoder LM (own width, heads, embeddings) pre-trained
+              the same way (``target_acc``: greedy answer given the question text),
+              then frozen.
+  4. bridge   only the translator is trained: K soft tokens from the source's hidden
+              states prompt the frozen target, cross-entropy on the answer, optionally
+              plus an InfoNCE loss aligning the pooled soft tokens with the target's own
+              hidden state of the text question (``infonce``). Linear warmup, then
+              constant ``lr``. ``early_stopping`` watches val accuracy and, after
+              ``patience`` evals without improvement, stops and restores the best.
+
+Logs per eval: acc (bridged exact match on test), val_acc, loss (train CE since last
+eval), nce (with infonce). Final: peak_acc, final_acc, degradation (= peak - final),
+source_acc, target_acc, kv_cache_bytes (target K/V cache for the soft prompt, one
+sequence), kv_cache_text_bytes (same for the text prompt), train_time (bridge stage),
+pretrain_time, params (translator), stopped_step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+
+import studyc
+from examples._common import check_finite, count_params, load_config, seed_everything, setup_device
+from examples.latent_bridge.data import VOCAB_SIZE, Split, make_splits
+from examples.latent_bridge.models import (
+    DecoderLM,
+    Translator,
+    cache_bytes,
+    exact_match,
+    infonce,
+    warmup_lr,
+)
+
+DEFAULTS = {
+    # data
+    "dataset": "arith",  # "arith" or "multihop"
+    "digits": 2,  # arith: operand digits
+    "entities": 6,  # multihop: entity alphabet size
+    "facts": 3,  # multihop: facts per question (2 on the chain, the rest distractors)
+    "num_examples": 10000,
+    "val_fraction": 0.05,
+    "test_fraction": 0.2,
+    # source model ("Mistral"), pre-trained then frozen. One layer suffices for arith;
+    # multihop needs two (a two-step lookup composes two attention hops).
+    "source_dim": 64,
+    "source_layers": 1,
+    "source_heads": 8,
+    "source_steps": 600,
+    "source_lr": 1e-2,
+    # target model ("Llama"), pre-trained then frozen
+    "target_dim": 48,
+    "target_layers": 1,
+    "target_heads": 8,
+    "target_steps": 600,
+    "target_lr": 1e-2,
+    "pretrain_batch": 64,
+    # translator (the only part trained in the bridge stage)
+    "soft_tokens": 4,  # K
+    "depth": 2,
+    "bottleneck": 64,
+    "heads": 4,
+    # bridge training
+    "lr": 3e-3,
+    "warmup": 50,
+    "steps": 1000,
+    "batch_size": 128,
+    "weight_decay": 0.0,
+    "grad_clip": 1.0,  # 0 or null: no clipping
+    "infonce": True,
+    "infonce_weight": 0.5,
+    "temperature": 0.1,
+    "early_stopping": True,
+    "patience": 5,
+    "eval_interval": 50,
+    "eval_examples": 1000,  # test questions scored per eval (all of val is used)
+    "seed": 0,
+    "device": "auto",
+}
+
+
+def pretrain(
+    model: torch.nn.Module, loss_fn, split: Split, steps: int, lr: float, cfg: dict, gen: torch.Generator, autocast
+) -> float:
+    """Plain AdamW with warmup + cosine decay; returns the mean loss of the last 50 steps."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    recent = []
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        idx = torch.randint(len(split), (cfg["pretrain_batch"],), generator=gen).to(split.questions.device)
+        with autocast():
+            loss = loss_fn(split.questions[idx], split.answers[idx])
+        check_finite(loss.item(), step, "pretrain_loss")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        recent = (recent + [loss.item()])[-50:]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return sum(recent) / max(1, len(recent))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = load_config(DEFAULTS, argv)
+    seed = int(cfg["seed"])
+    seed_everything(seed)
+    device, autocast = setup_device(cfg["device"])
+    gen = torch.Generator().manual_seed(seed)
+
+    # ---- 1. data ------------------------------------------------------------------------
+    train, val, test = make_splits(cfg, seed)
+    train, val, test = (Split(s.questions.to(device), s.answers.to(device)) for s in (train, val, test))
+    q_len, a_len = train.questions.size(1), train.answers.size(1)
+    test_eval = Split(test.questions[: cfg["eval_examples"]], test.answers[: cfg["eval_examples"]])
+    print(
+        f"{cfg['dataset']}: {len(train)} train / {len(val)} val / {len(test)} test,"
+        f" question {q_len} tokens, answer {a_len}, soft tokens {cfg['soft_tokens']}"
+    )
+
+    # ---- 2. source and 3. target: two different decoder LMs, pre-trained on the text ----
+    t_pre = time.perf_counter()
+
+    def build_lm(prefix: str) -> DecoderLM:
+        max_len = max(q_len, cfg["soft_tokens"]) + a_len
+        return DecoderLM(
+            VOCAB_SIZE, max_len, cfg[f"{prefix}_dim"], cfg[f"{prefix}_layers"], cfg[f"{prefix}_heads"]
+        ).to(device)
+
+    @torch.no_grad()
+    def decode_acc(lm: DecoderLM, prompts, answers: torch.Tensor) -> float:
+        """Greedy exact-match accuracy of ``lm`` over batches of prompt embeddings."""
+        preds = []
+        for prompt in prompts:
+            with autocast():
+                pred, _ = lm.generate(prompt, a_len)
+            preds.append(pred)
+        return exact_match(torch.cat(preds), answers)
+
+    def text_prompts(lm: DecoderLM, split: Split):
+        return (lm.tok(q) for q in split.questions.split(512))
+
+    source = build_lm("source")
+    src_loss = pretrain(
+        source,
+        lambda q, a: source.answer_loss(source.tok(q), a),
+        train,
+        cfg["source_steps"],
+        cfg["source_lr"],
+        cfg,
+        gen,
+        autocast,
+    )
+
+    @torch.no_grad()
+    def source_states(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen source reads each question and writes its own greedy answer; returns
+        its final hidden states over [question, its answer] (computed once) and the answer."""
+        states, answers = [], []
+        for q in split.questions.split(512):
+            with autocast():
+                pred, _ = source.generate(source.tok(q), a_len)
+                states.append(source(source.tok(torch.cat([q, pred], dim=1)))[0].float())
+            answers.append(pred)
+        return torch.cat(states), torch.cat(answers)
+
+    hs_test, source_pred = source_states(test_eval)
+    source_acc = exact_match(source_pred, test_eval.answers)
+    print(f"source: loss {src_loss:.3f}, test exact match {source_acc:.3f}")
+    hs_train, hs_val = source_states(train)[0], source_states(val)[0]
+
+    target = build_lm("target")
+    tgt_loss = pretrain(
+        target,
+        lambda q, a: target.answer_loss(target.tok(q), a),
+        train,
+        cfg["target_steps"],
+        cfg["target_lr"],
+        cfg,
+        gen,
+        autocast,
+    )
+    target_acc = decode_acc(target, text_prompts(target, test_eval), test_eval.answers)
+    with torch.no_grad(), autocast():  # InfoNCE anchors: target's state at the question's end
+        anchors = torch.cat([target(p)[0][:, -1].float() for p in text_prompts(target, train)])
+    pretrain_time = time.perf_counter() - t_pre
+    print(f"target: loss {tgt_loss:.3f}, text-prompt test exact match {target_acc:.3f} ({pretrain_time:.1f}s)")
+
+    # ---- 4. bridge: train the translator only -------------------------------------------------
+    translator = Translator(
+        cfg["source_dim"], cfg["target_dim"], cfg["soft_tokens"], cfg["depth"], cfg["bottleneck"], cfg["heads"]
+    ).to(device)
+    params = count_params(translator)
+    optimizer = torch.optim.AdamW(translator.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+    def bridge_acc(states: torch.Tensor, answers: torch.Tensor) -> float:
+        translator.eval()
+        with torch.no_grad(), autocast():
+            acc = decode_acc(target, (translator(h) for h in states.split(512)), answers)
+        translator.train()
+        return acc
+
+    t0 = time.perf_counter()
+    peak_acc, best_val, best_state, bad_evals = -1.0, -1.0, None, 0
+    running_ce, running_nce, count, step = 0.0, 0.0, 0, 0
+    for step in range(1, cfg["steps"] + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = warmup_lr(step - 1, cfg["lr"], cfg["warmup"])
+        idx = torch.randint(len(train), (cfg["batch_size"],), generator=gen).to(device)
+        with autocast():
+            soft = translator(hs_train[idx])
+            ce = target.answer_loss(soft, train.answers[idx])
+            loss = ce
+            if cfg["infonce"]:
+                nce = infonce(soft, anchors[idx], translator.align, cfg["temperature"])
+                loss = ce + cfg["infonce_weight"] * nce
+                running_nce += nce.item()
+        check_finite(loss.item(), step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(translator.parameters(), cfg["grad_clip"])
+        optimizer.step()
+        running_ce, count = running_ce + ce.item(), count + 1
+
+        if step % cfg["eval_interval"] == 0 or step == cfg["steps"]:
+            acc = bridge_acc(hs_test, test_eval.answers)
+            val_acc = bridge_acc(hs_val, val.answers)
+            peak_acc = max(peak_acc, acc)
+            metrics = {"acc": acc, "val_acc": val_acc, "loss": running_ce / count}
+            if cfg["infonce"]:
+                metrics["nce"] = running_nce / count
+            studyc.log(step=step, **metrics)
+            print(
+                f"step {step:5d} | loss {running_ce / count:.4f} | acc {acc:.3f} | val {val_acc:.3f}"
+                f" | {time.perf_counter() - t0:.1f}s"
+            )
+            running_ce, running_nce, count = 0.0, 0.0, 0
+            if val_acc > best_val:
+                best_val, bad_evals = val_acc, 0
+                if cfg["early_stopping"]:
+                    best_state = copy.deepcopy(translator.state_dict())
+            else:
+                bad_evals += 1
+            if cfg["early_stopping"] and bad_evals >= cfg["patience"]:
+                print(f"early stop at step {step}: {bad_evals} evals without beating val acc {best_val:.3f}")
+                break
+    if cfg["early_stopping"] and best_state is not None:
+        translator.load_state_dict(best_state)
+    final_acc = bridge_acc(hs_test, test_eval.answers)
+    peak_acc = max(peak_acc, final_acc)
+    train_time = time.perf_counter() - t0
+
+    # ---- K/V cache of the target for one prompt: K soft tokens vs the question text ----------
+    with torch.no_grad(), autocast():
+        _, _, soft_cache = target(translator(hs_test[:1]))
+        _, _, text_cache = target(target.tok(test_eval.questions[:1]))
+
+    final = {
+        "peak_acc": peak_acc,
+        "final_acc": final_acc,
+        "degradation": peak_acc - final_acc,
+        "source_acc": source_acc,
+        "target_acc": target_acc,
+        "kv_cache_bytes": cache_bytes(soft_cache),
+        "kv_cache_text_bytes": cache_bytes(text_cache),
+        "train_time": train_time,
+        "pretrain_time": pretrain_time,
+        "params": params,
+        "stopped_step": step,
+    }
+    studyc.log(step=step, **final)
+    print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
+    return final
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Latent-bridge example: tasks, the K/V-cached decoder, the translator and the trainer.
+
+No tests/examples/__init__.py on purpose: as a package it would be imported as
+``examples`` and shadow the top-level ``examples`` package under test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `examples` is not an installed package
+    sys.path.insert(0, str(ROOT))
+
+torch = pytest.importorskip("torch")
+
+from studyc.runtime import sdk  # noqa: E402
+
+from examples.latent_bridge import train as trainer  # noqa: E402
+from examples.latent_bridge.data import VOCAB_SIZE, decode, make_splits  # noqa: E402
+from examples.latent_bridge.models import DecoderLM, Translator, cache_bytes, infonce  # noqa: E402
+
+torch.set_num_threads(1)
+
+TOY = {
+    "num_examples": 600,
+    "source_dim": 32,
+    "source_heads": 4,
+    "source_steps": 30,
+    "target_dim": 24,
+    "target_heads": 4,
+    "target_steps": 30,
+    "pretrain_batch": 32,
+    "soft_tokens": 3,
+    "depth": 1,
+    "bottleneck": 32,
+    "heads": 4,
+    "steps": 30,
+    "warmup": 5,
+    "batch_size": 32,
+    "eval_interval": 5,
+    "eval_examples": 100,
+    "device": "cpu",
+}
+FINAL = (
+    "peak_acc",
+    "final_acc",
+    "degradation",
+    "source_acc",
+    "target_acc",
+    "kv_cache_bytes",
+    "kv_cache_text_bytes",
+    "train_time",
+    "params",
+)
+
+
+def run_main(monkeypatch, tmp_path, name: str, **overrides) -> tuple[dict, list[dict]]:
+    cfg_path = tmp_path / f"{name}.json"
+    cfg_path.write_text(json.dumps({**TOY, **overrides}))
+    run_dir = tmp_path / name
+    monkeypatch.setenv("STUDYC_CONFIG", str(cfg_path))
+    monkeypatch.setenv("STUDYC_RUN_DIR", str(run_dir))
+    monkeypatch.delenv("STUDYC_SEED", raising=False)
+    final = trainer.main([])
+    return final, sdk.read_metrics(run_dir / "metrics.jsonl")
+
+
+def split_cfg(**kw) -> dict:
+    return {**trainer.DEFAULTS, "num_examples": 300, **kw}
+
+
+def test_arith_questions_and_answers_are_correct_and_splits_disjoint():
+    train, val, test = make_splits(split_cfg(), seed=3)
+    assert (len(train), len(val), len(test)) == (225, 15, 60)
+    for q, a in zip(train.questions[:50], train.answers[:50]):
+        text = decode(q)
+        assert len(text) == 6 and text[2] == "+" and text[-1] == "="
+        assert int(decode(a)) == int(text[:2]) + int(text[3:5])
+    seen = {decode(q) for q in train.questions}
+    assert not seen & {decode(q) for q in test.questions}
+    assert not seen & {decode(q) for q in val.questions}
+
+
+def test_multihop_answer_is_the_two_step_lookup():
+    train, _, test = make_splits(split_cfg(dataset="multihop", entities=8, facts=4), seed=0)
+    assert train.questions.shape[1] == 2 * 4 + 3 and train.answers.shape[1] == 2
+    for q, a in zip(train.questions[:50], train.answers[:50]):
+        text, ans = decode(q), decode(a)
+        facts = dict(zip(text[0:8:2], text[1:8:2]))
+        query = text[-2]
+        assert ans == facts[query] + facts[facts[query]]
+    assert not {decode(q) for q in train.questions} & {decode(q) for q in test.questions}
+
+
+def test_splits_depend_on_seed_only():
+    a, b, c = (make_splits(split_cfg(), seed=s)[0].questions for s in (0, 0, 1))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_decoder_cached_generation_matches_full_recompute_and_cache_size():
+    torch.manual_seed(0)
+    lm = DecoderLM(VOCAB_SIZE, max_len=12, dim=16, layers=2, heads=4).eval()
+    prompt = lm.tok(torch.randint(VOCAB_SIZE, (5, 6)))
+    tokens, cache = lm.generate(prompt, answer_len=4)
+    assert tokens.shape == (5, 4)
+    emb = prompt
+    with torch.no_grad():
+        for i in range(4):  # greedy decoding without a cache, one full pass per token
+            _, logits, _ = lm(emb)
+            nxt = logits[:, -1].argmax(-1)
+            assert torch.equal(nxt, tokens[:, i])
+            emb = torch.cat([emb, lm.tok(nxt)[:, None]], dim=1)
+    # 2 layers x (K and V) x 6 positions x 16 channels x 4 bytes, per sequence
+    assert cache_bytes(cache) == 2 * 2 * 6 * 16 * 4
+
+
+def test_translator_shapes_and_infonce():
+    torch.manual_seed(0)
+    tr = Translator(source_dim=32, target_dim=24, soft_tokens=3, depth=2, bottleneck=16, heads=4)
+    soft = tr(torch.randn(7, 9, 32))
+    assert soft.shape == (7, 3, 24)
+    loss = infonce(soft, torch.randn(7, 24), tr.align, temperature=0.1)
+    assert loss.ndim == 0 and math.isfinite(loss.item())
+    aligned = tr.align(soft.mean(dim=1)).detach()
+    assert infonce(soft, aligned, tr.align, 0.1) < infonce(soft, aligned.roll(1, dims=0), tr.align, 0.1)
+
+
+def test_main_logs_final_metrics_and_kv_cache_is_smaller(monkeypatch, tmp_path):
+    final, records = run_main(monkeypatch, tmp_path, "a", seed=0, early_stopping=False)
+    last = records[-1]
+    for name in FINAL:
+        assert name in last and math.isfinite(last[name]), name
+    assert last["degradation"] == pytest.approx(last["peak_acc"] - last["final_acc"])
+    assert last["degradation"] >= 0
+    assert 0 <= last["final_acc"] <= last["peak_acc"] <= 1
+    assert last["kv_cache_bytes"] < last["kv_cache_text_bytes"]  # 3 soft tokens vs 6 text tokens
+    assert last["kv_cache_bytes"] * 2 == last["kv_cache_text_bytes"]
+    evals = [r for r in records if "val_acc" in r]
+    assert [r["step"] for r in evals] == [5, 10, 15, 20, 25, 30]
+    assert all({"acc", "loss", "nce"} <= set(r) for r in evals)
+    assert final["final_acc"] == evals[-1]["acc"]  # no early stopping: the last model
+
+    again, _ = run_main(monkeypatch, tmp_path, "b", seed=0, early_stopping=False)
+    other, _ = run_main(monkeypatch, tmp_path, "c", seed=1, early_stopping=False)
+    same_keys = [k for k in FINAL if k != "train_time"]
+    assert {k: again[k] for k in same_keys} == {k: final[k] for k in same_keys}
+    assert (other["source_acc"], other["target_acc"], other["final_acc"]) != (
+        final["source_acc"],
+        final["target_acc"],
+        final["final_acc"],
+    )
+
+
+def test_early_stopping_restores_the_best_validation_model(monkeypatch, tmp_path):
+    final, records = run_main(
+        monkeypatch, tmp_path, "es", early_stopping=True, patience=2, infonce=False, lr=0.02, steps=60
+    )
+    evals = [r for r in records if "val_acc" in r]
+    assert all("nce" not in r for r in evals)
+    best = max(evals, key=lambda r: r["val_acc"])  # the first eval reaching the best val acc
+    assert final["final_acc"] == pytest.approx(best["acc"])
+    if final["stopped_step"] < 60:  # stopped: `patience` evals in a row without improvement
+        assert len(evals) - 1 - evals.index(best) == 2
+
+
+def test_multihop_run(monkeypatch, tmp_path):
+    final, _ = run_main(
+        monkeypatch, tmp_path, "mh", dataset="multihop", steps=10, source_steps=10, target_steps=10, soft_tokens=4
+    )
+    assert final["kv_cache_bytes"] < final["kv_cache_text_bytes"]  # 4 soft tokens vs 9 text tokens
+    assert all(math.isfinite(final[k]) for k in FINAL)
+
+
+def test_nan_loss_exits_nonzero(monkeypatch, tmp_path, capsys):
+    real = trainer.infonce
+
+    def poisoned(*args, **kwargs):
+        return real(*args, **kwargs) * float("nan")
+
+    monkeypatch.setattr(trainer, "infonce", poisoned)
+    with pytest.raises(SystemExit) as exc:
+        run_main(monkeypatch, tmp_path, "nan", steps=5)
+    assert exc.value.code not in (0, None)
+    assert "nan" in capsys.readouterr().err.lower()
