@@ -23,7 +23,7 @@ $(CORE): pyproject.toml
 
 # The test suite also needs the extras it checks against for real.
 $(DEV): $(CORE)
-	$(PIP) -e ".[dev]"
+	$(PIP) -e ".[dev,cloud,wandb]"
 	touch $@
 
 clean:

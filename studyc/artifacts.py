@@ -34,11 +34,12 @@ def envelope(kind: str, spec_hash: str, body: dict[str, Any], timestamp: bool = 
     return {"metadata": meta, **_clean(body)}
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically: a reader never sees half a file."""
+def write_json(path: Path, data: dict[str, Any], indent: int | None = 2) -> None:
+    """Write atomically: a reader never sees half a file. ``indent=None`` writes compact
+    JSON, several times faster for large artifacts (json's C encoder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False)
+        fh.write(json.dumps(data, indent=indent, sort_keys=False))
         fh.write("\n")
     os.replace(tmp, path)

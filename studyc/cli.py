@@ -88,6 +88,7 @@ def main() -> None:
     \b
     studyc validate studies/*.yaml            check files (positions and hints)
     studyc plan STUDY --profile cpu           runs, estimates, schedule, budget
+    studyc compile STUDY -o DIR               plan.json + one SkyPilot task per run
     studyc run STUDY --profile cpu            run locally, judge, write the report
     studyc status STUDY                       where each run stands
     studyc report STUDY                       re-render the report from the store
@@ -131,7 +132,8 @@ def validate(files: tuple[Path, ...], as_json: bool) -> None:
 @profile_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(file: Path, profile: str | None, as_json: bool) -> None:
-    """Show every run with its estimates, the totals, the schedule and the budget check."""
+    """Show every run with its estimates, the schedule (which runs share the machine
+    when), the totals and the budget check. Runs nothing."""
     from studyc.compiler.plan import compile_plan
 
     result = compile_plan(_load(str(file), profile))
@@ -141,133 +143,170 @@ def plan(file: Path, profile: str | None, as_json: bool) -> None:
     _print_plan(result)
 
 
+@main.command(name="compile")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@profile_option
+@click.option("--out", "-o", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for plan.json and tasks/<run id>.sky.yaml.")
+@click.option("--allow-over-budget", is_flag=True, help="Write the files even though the estimate exceeds the budget.")
+def compile_(file: Path, profile: str | None, out: Path, allow_over_budget: bool) -> None:
+    """Write DIR/plan.json and one SkyPilot task per run (DIR/tasks/<run id>.sky.yaml).
+    Same study, same bytes: no timestamps, no absolute paths. Runs nothing."""
+    from studyc.compiler.plan import compile_plan
+    from studyc.compiler.sky import TASKS_DIR, write_compiled
+    from studyc.compiler.view import totals_line
+    from studyc.orchestrate import check_budget
+
+    loaded = _load(str(file), profile)
+    result = compile_plan(loaded)
+    check_budget(result, allow_over_budget)
+    started = time.monotonic()
+    compiled = write_compiled(loaded, result, out)
+    pending = (f"; task files for {compiled.pending} promoted run{'s' if compiled.pending != 1 else ''} come once "
+               "the gates are judged" if compiled.pending else "")
+    click.echo(f"wrote {compiled.plan_file} and {len(compiled.tasks)} SkyPilot tasks in {out / TASKS_DIR} "
+               f"in {time.monotonic() - started:.1f} s{pending}")
+    click.echo(totals_line(result))
+    if not result.budget["ok"]:
+        click.echo("over budget (allowed by --allow-over-budget): " + "; ".join(result.budget["violations"]))
+    click.echo(f"launch one: cd {out} && sky jobs launch {TASKS_DIR}/<run id>.sky.yaml")
+
+
 def _money(value: float) -> str:
-    return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
+    from studyc.compiler.view import money
+
+    return money(value)
+
+
+PLAN_ROWS = 60
+PLAN_PHASES = 12
 
 
 def _print_plan(plan: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
+
+    from studyc.compiler import view
+    from studyc.compiler.plan import DEFAULT_HOURS
 
     console = _console()
     table = Table(title=f"{plan.study}{' (' + plan.profile + ')' if plan.profile else ''}: {len(plan.runs)} runs",
                   title_justify="left")
     for col in ("run", "arm", "stage", "seed", "resources", "start", "hours", "cost"):
-        table.add_column(col, justify="right" if col in ("seed", "start", "hours", "cost") else "left")
-    for run in plan.runs:
-        res = run.resources
-        what = res["accelerators"] or f"{res['cpus']} CPU"
-        if res["vram_gb"]:
-            what += f", {res['vram_gb']:g} GB"
-        table.add_row(run.id if not run.pending else "(promoted)", run.arm, run.stage, str(run.seed), what,
-                      f"{run.start_h:.2f} h", f"{run.est_hours:.3g} h", _money(run.est_usd))
+        table.add_column(col, justify="right" if col in ("seed", "start", "hours", "cost") else "left",
+                         min_width=16 if col == "run" else None)  # a run id in full: it is what you look up
+    rows, hidden = view.run_rows(plan, PLAN_ROWS)
+    for row in rows:
+        table.add_row(*map(escape, row))
     console.print(table)
-    totals = plan.totals
-    console.print(f"totals: {_money(totals['usd'])}, {totals['gpu_hours']:.2f} GPU-hours, "
-                  f"{totals['wall_hours']:.2f} h wall-clock with {plan.parallel} at a time")
-    budget = plan.budget
-    if budget["ok"]:
-        margins = ", ".join(f"{k} {v:+.2f}" for k, v in budget["margins"].items()) or "no limits set"
-        console.print(f"[green]budget ok[/] (margin: {margins})")
-    else:
-        for v in budget["violations"]:
-            console.print(f"[bold red]over budget:[/] {v}")
+    if hidden:
+        console.print(f"… and {hidden} more runs (studyc plan --json lists them all)")
+    for line in view.schedule_lines(plan, PLAN_PHASES):
+        console.print(escape(line))
+    unknown = sum(1 for r in plan.runs if r.resources["hours"] is None)
+    if unknown:
+        console.print(f"[yellow]note:[/] {unknown} runs give no resources.hours; each is estimated at "
+                      f"{DEFAULT_HOURS:g} h")
+    console.print(view.totals_line(plan))
+    for line in view.budget_lines(plan):
+        console.print(("[green]ok[/]    " if plan.budget["ok"] else "        ") + escape(line))
+    for v in plan.budget["violations"]:
+        console.print(f"[bold red]over budget:[/] {escape(v)}")
+    if not plan.budget["ok"]:
+        console.print("  `studyc run` and `studyc compile` refuse this plan; --allow-over-budget overrides on purpose")
 
 
 class _Progress:
-    """Shows run events: a live table on a terminal, plain lines otherwise."""
+    """Shows run events: a live table on a terminal (counts, each run's latest metrics,
+    elapsed, ETA, spend), plain log lines otherwise."""
 
-    def __init__(self, plan: Any, live: bool):
-        self.plan = plan
-        self.total = len([r for r in plan.runs if not r.pending])
-        self.states: dict[str, dict[str, Any]] = {}
-        self.started = time.monotonic()
-        self.live = None
+    MAX_ROWS = 20
+
+    def __init__(self, plan: Any, live: bool, parallel: int | None = None):
+        from studyc.runtime.progress import Tracker
+
+        self.tracker = Tracker(plan.runs, parallel or plan.parallel)
         self.console = _console()
-        self.primary: str | None = None
+        self.live = None
         if live:
             from rich.live import Live
 
-            self.live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
+            # Redrawn from the tracker at each refresh, so times and ETA move between events.
+            self.live = Live(console=self.console, refresh_per_second=4, transient=False, get_renderable=self._table)
 
     def __enter__(self) -> "_Progress":
         if self.live:
             self.live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
         if self.live:
-            self.live.update(self._table())
             self.live.__exit__(None, None, None)
+        elif exc_type is not None:  # interrupted: where the study was left
+            click.echo(self._summary())
 
-    def _counts(self) -> dict[str, int]:
-        counts = {"done": 0, "cached": 0, "running": 0, "failed": 0, "skipped": 0}
-        for state in self.states.values():
-            counts[state["status"]] = counts.get(state["status"], 0) + 1
-        return counts
+    def _summary(self, sep: str = "; ") -> str:
+        from studyc.runtime.progress import duration_text
 
-    def _header(self) -> str:
-        c = self._counts()
-        finished = c["done"] + c["cached"] + c["failed"] + c["skipped"]
-        elapsed = time.monotonic() - self.started
-        eta = ""
-        ran = c["done"] + c["failed"]
-        if ran and finished < self.total:
-            per = elapsed / max(ran, 1)
-            eta = f", ETA ~{per * (self.total - finished) / max(1, c['running'] or 1):.0f} s"
-        return (f"{finished}/{self.total} finished ({c['done']} done, {c['cached']} reused, {c['failed']} failed, "
-                f"{c['skipped']} skipped), {c['running']} running, {self.total - finished - c['running']} queued; "
-                f"{elapsed:.0f} s elapsed{eta}")
+        t = self.tracker
+        c = t.counts()
+        usd, gpu_hours = t.spent()
+        eta = t.eta_s()
+        return (f"{c['done'] + c['cached'] + c['failed'] + c['skipped']}/{t.total} ended ({c['done']} done, "
+                f"{c['cached']} reused, {c['failed']} failed, {c['skipped']} skipped), {c['running']} running, "
+                f"{c['queued']} queued{sep}{duration_text(t.elapsed())} elapsed"
+                + (f", ETA {duration_text(eta)}" if eta is not None else "")
+                + f", spent {_money(usd)}, {gpu_hours:.2f} GPU-h")
 
     def _table(self):
+        from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
+        from studyc.runtime.progress import duration_text, metrics_text
 
-        table = Table(title=self._header(), title_justify="left", expand=False)
-        for col in ("arm", "seed", "status", "attempt", "time", "latest"):
+        now = self.tracker.clock()
+        shown, hidden = self.tracker.rows(self.MAX_ROWS)
+        staged = len(self.tracker.stage_order) > 1
+        table = Table(expand=False, caption=f"... and {hidden} more" if hidden else None, caption_justify="left")
+        for col in ("arm",) + (("stage",) if staged else ()) + ("seed", "status", "attempt", "time", "latest"):
             table.add_column(col)
-        for state in self.states.values():
-            run = state["run"]
-            elapsed = (state.get("end") or time.monotonic()) - state["start"] if state.get("start") else None
-            table.add_row(run.arm, str(run.seed), state["status"] + (f" ({state['failure']})" if state.get("failure") else ""),
-                          str(state.get("attempt", "")), f"{elapsed:.1f} s" if elapsed is not None else "",
-                          state.get("latest", ""))
-        return table
+        for view in shown:
+            run, elapsed = view.run, view.elapsed(now)
+            step = view.latest.get("step")
+            latest = (f"step {step:g} " if step is not None else "") + metrics_text(view.latest)
+            table.add_row(run.arm, *((run.stage,) if staged else ()), str(run.seed),
+                          view.status + (f" ({view.failure})" if view.failure else ""), str(view.attempt or ""),
+                          duration_text(elapsed) if elapsed is not None else "", latest or view.note or "")
+        return Group(Text(self._summary(sep="\n")), table)
 
     def __call__(self, event: Any) -> None:
-        run = event.run
-        state = self.states.setdefault(run.id, {"run": run, "status": "queued"})
-        stamp = time.strftime("%H:%M:%S")
-        line = None
-        if event.kind == "cached":
-            state["status"] = "cached"
-            line = f"reuse  {run.arm} seed {run.seed} ({run.id}): finished earlier"
-        elif event.kind == "start":
-            state.update(status="running", start=time.monotonic(), attempt=event.attempt, end=None, failure=None)
-            line = f"start  {run.arm} seed {run.seed} ({run.id}), attempt {event.attempt}"
-        elif event.kind == "progress":
-            state["latest"] = _metrics_text(event.metrics)
-        elif event.kind == "retry":
-            state.update(status="running", failure=event.failure)
-            line = f"retry  {run.arm} seed {run.seed}: {event.failure}; {event.message}"
-        elif event.kind == "skip":
-            state["status"] = "skipped"
-            line = f"skip   {run.arm} seed {run.seed}: {event.message}"
-        elif event.kind == "end":
-            state.update(status=event.status, end=time.monotonic(), failure=event.failure)
-            took = state["end"] - state.get("start", state["end"])
-            if event.status == "done":
-                line = f"done   {run.arm} seed {run.seed} in {took:.1f} s  {_metrics_text(event.metrics)}"
-            else:
-                line = f"FAILED {run.arm} seed {run.seed} after {took:.1f} s: {event.failure}" + (
-                    f" ({event.message})" if event.message else "")
+        from studyc.runtime.progress import duration_text, metrics_text
+
+        view = self.tracker.update(event)
         if self.live:
-            self.live.update(self._table())
-        elif line:
-            click.echo(f"[{stamp}] {line}", err=False)
-
-
-def _metrics_text(metrics: dict[str, float], limit: int = 4) -> str:
-    shown = [(k, v) for k, v in metrics.items() if k not in ("t", "step")][:limit]
-    return " ".join(f"{k}={v:.4g}" for k, v in shown)
+            return
+        run, kind = event.run, event.kind
+        who = f"{run.arm} seed {run.seed}" + (f" [{run.stage}]" if len(self.tracker.stage_order) > 1 else "")
+        took = duration_text(view.elapsed(self.tracker.clock()) or 0)
+        if kind == "cached":
+            line = f"reuse  {who} ({run.id}): {event.message or 'finished earlier'}"
+        elif kind == "start":
+            line = f"start  {who} ({run.id}), attempt {event.attempt}" + (f", {event.message}" if event.message else "")
+        elif kind == "retry":
+            line = f"retry  {who}: {event.failure}; {event.message}"
+        elif kind == "skip":
+            line = f"skip   {who}: {event.message}"
+        elif kind == "wait":
+            line = f"wait   {who}: {event.message}"
+        elif kind == "end" and event.status == "done":
+            line = f"done   {who} in {took}  {metrics_text(event.metrics)}"
+        elif kind == "end":
+            line = f"FAILED {who} after {took}: {event.failure}" + (f" ({event.message})" if event.message else "")
+        else:  # progress lines would flood a log file; the summary after each end says enough
+            return
+        click.echo(f"[{time.strftime('%H:%M:%S')}] {line}")
+        if kind in ("end", "retry", "skip"):
+            click.echo(f"           {self._summary()}")
 
 
 def _store(store_dir: Path | None):
@@ -311,7 +350,7 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
     live = sys.stdout.isatty()
     click.echo(f"{loaded.study.study}{' (' + profile + ')' if profile else ''}: {len(preview.runs)} runs, "
                f"estimated {_money(preview.totals['usd'])}, {preview.totals['wall_hours'] * 60:.1f} min wall-clock")
-    with _Progress(preview, live) as progress:
+    with _Progress(preview, live, parallel) as progress:
         plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget, parallel=parallel)
     result = orchestrate.report(loaded, store, out, plan_)
     _print_verdicts(result)
@@ -325,16 +364,21 @@ def _arm_names(loaded: Any) -> list[str]:
 
 
 def _print_verdicts(result: Any) -> None:
+    from rich.markup import escape
+
     console = _console()
     colors = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "INCOMPLETE": "magenta"}
     for name, h in result.verdicts["hypotheses"].items():
         color = colors.get(h["status"], "white")
-        console.print(f"[bold {color}]{h['status']:<12}[/] {name}: {h['sentence']}")
+        note = f" ({h['note']})" if h.get("note") else ""
+        console.print(f"[bold {color}]{h['status']:<12}[/] {name}: {escape(h['sentence'] + note)}")
+    if result.preregistration and result.preregistration["warning"]:
+        console.print(f"[bold yellow]{escape(result.preregistration['text'])}[/]")
     decision = result.verdicts["decision"]
     if decision["status"] == "reached":
-        console.print(f"decision: {decision['then']}")
+        console.print(f"decision: {escape(decision['then'])}")
     elif decision["status"] == "pending":
-        console.print(f"decision: pending ({decision['because']})")
+        console.print(f"decision: pending ({escape(decision['because'])})")
     if result.verdicts.get("tier_reached") is not None or result.verdicts.get("tiers"):
         console.print(f"tier reached: {result.verdicts.get('tier_reached') or 'none'}")
     console.print(f"report: [bold]{result.paths['report']}[/]")

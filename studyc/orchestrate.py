@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -17,14 +16,13 @@ from studyc.runtime.scheduler import Event, Scheduler, Spend
 from studyc.runtime.store import Store
 from studyc.spec.loader import LoadedStudy
 
-CURVE_RUN_LIMIT = 200
-
 
 @dataclass
 class Report:
     paths: dict[str, Path]
     verdicts: dict[str, Any]
     out: Path
+    preregistration: dict[str, Any] | None = None
 
 
 def default_out(loaded: LoadedStudy) -> Path:
@@ -112,51 +110,12 @@ def promoted_runs(loaded: LoadedStudy, compiler: Compiler, store: Store, stage: 
     return compiler.stage_runs(stage, arms)
 
 
-def prereg_text(store: Store, loaded: LoadedStudy, checks_hash: str) -> str:
-    record = store.study_record(loaded.study.study, loaded.profile)
-    if record is None or record["checks_locked_at"] is None:
-        return "checks not locked yet (no run has started)"
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(record["checks_locked_at"]))
-    if record["checks_changed_after_results"] or record["checks_hash"] != checks_hash:
-        return (f"**WARNING: the checks changed after results existed.** They were locked at {when} "
-                f"(hash `{record['checks_hash']}`); the report judges the current checks (hash `{checks_hash}`).")
-    return f"checks locked at {when} before the first run started (hash `{checks_hash}`), unchanged since"
-
-
 def report(loaded: LoadedStudy, store: Store, out: Path | None = None, plan: Plan | None = None) -> Report:
     """Judge and render from the store; runs nothing."""
-    from studyc.report.collect import collect
-    from studyc.report.judge import Judge
-    from studyc.report.render import render
+    from studyc.report.pipeline import build_report
 
-    study = loaded.study
-    compiler = Compiler(loaded)
-    if plan is None:
-        plan = compiler.compile()
-    results = collect(study, store, loaded.profile)
-    verdicts = Judge(study, results).all()
+    plan = plan or Compiler(loaded).compile()
     out = out or default_out(loaded)
-    meta = {
-        "spec_hash": plan.spec_hash,
-        "prereg": prereg_text(store, loaded, plan.checks_hash),
-        "totals": plan.totals,
-        "arms": compiler.arms,
-        "spent_gpu_hours": sum(r.gpu_hours or 0 for r in store.records([r.id for r in results.all_runs()]).values()),
-    }
-    paths = render(study, results, verdicts, out, meta, curves(store, loaded, results))
-    return Report(paths, verdicts, out)
-
-
-def curves(store: Store, loaded: LoadedStudy, results: Any) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """The primary metric's logged series per arm and run, for learning-curve plots."""
-    study = loaded.study
-    series_name = study.metrics[study.primary_metric].from_ or study.primary_metric
-    runs = [r for r in results.all_runs() if r.status == "done"][:CURVE_RUN_LIMIT]
-    data = store.series([r.id for r in runs])
-    out: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    for run in runs:
-        points = [(step if step is not None else seq, value) for seq, step, name, value in data.get(run.id, [])
-                  if name == series_name]
-        if len(points) > 1:
-            out.setdefault(run.arm, {})[run.id] = points
-    return out
+    built = build_report(loaded.study, store, loaded.profile, out,
+                         {"spec_hash": plan.spec_hash, "checks_hash": plan.checks_hash, "totals": plan.totals})
+    return Report(built.paths, built.verdicts, out, built.preregistration)

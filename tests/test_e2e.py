@@ -69,7 +69,7 @@ def test_run_trains_judges_and_reports(ran):
     report = (out / "ablation_report.md").read_text()
     assert "| H1 |" in report and "## Metrics per arm" in report and "Decision" in report
     csv = (out / "comparison.csv").read_text().splitlines()
-    assert csv[0].startswith("arm,stage,source,n,nrmse_mean") and len(csv) == 3
+    assert csv[0].startswith("arm,stage,source,n,nrmse_mean") and len(csv) == 4  # 2 arms and the baseline
 
 
 def test_second_run_reuses_every_run(ran):

@@ -4,13 +4,14 @@ estimates; stages; the schedule; the budget check."""
 from __future__ import annotations
 
 import hashlib
-import heapq
+import os
 import re
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from studyc.compiler import packing
 from studyc.compiler.ids import canonical, code_version, run_id, study_root
 from studyc.compiler.prices import UnknownPrice, hourly_usd, price_table
 from studyc.errors import RunError
@@ -20,6 +21,7 @@ from studyc.spec.model import Resources, Study
 
 PLAN_SCHEMA_VERSION = 1
 DEFAULT_STAGE = "main"
+DEFAULT_HOURS = 1.0  # a run whose resources give no `hours`
 _PLACEHOLDER = re.compile(r"\{(seed|config\.[A-Za-z0-9_.]+)\}")
 
 
@@ -38,11 +40,16 @@ class RunPlan:
     est_usd: float
     gpu_hours: float
     start_h: float = 0.0
-    slot: int = 0
+    end_h: float = 0.0
+    slot: int = 0  # which of the concurrent positions (a machine each on the cloud) it runs in
+    gpus: list[int] = field(default_factory=list)  # its GPUs on the study's `machine`
     pending: bool = False  # a slot for an arm that a gate will promote
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_RUN_FIELDS = [f.name for f in fields(RunPlan)]
 
 
 @dataclass
@@ -68,14 +75,22 @@ class Plan:
     totals: dict[str, float]
     budget: dict[str, Any]
     parallel: int
+    schedule: dict[str, Any] = field(default_factory=dict)
     reused_arms: list[str] = field(default_factory=list)
 
     def runs_in(self, stage: str) -> list[RunPlan]:
         return [r for r in self.runs if r.stage == stage]
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+    def to_dict(self, relative_to: Path | None = None) -> dict[str, Any]:
+        """JSON-ready (a view: it shares the runs' configs, so copy before changing it);
+        with ``relative_to``, the workdir is a path relative to it, so the same study
+        compiles to the same bytes on any machine."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["stages"] = [asdict(s) for s in self.stages]
+        data["runs"] = [{f: getattr(r, f) for f in _RUN_FIELDS} for r in self.runs]  # asdict deep-copies: slow
         data["schema_version"] = PLAN_SCHEMA_VERSION
+        if relative_to is not None:
+            data["workdir"] = os.path.relpath(self.workdir, relative_to)
         return data
 
 
@@ -144,37 +159,46 @@ class Compiler:
         self.workdir = study_root(loaded.path, self.study.run.workdir)
         self.code_version = code_version(str(self.workdir))
         self.prices = price_table(self.study.prices)
+        self._run_resources = self.study.run.resources.model_dump(exclude_unset=True)
+        self._cache: dict[tuple[str, str], tuple[dict[str, Any], str, dict[str, Any], float]] = {}
+
+    def _arm_stage(self, arm_name: str, stage_name: str) -> tuple[dict[str, Any], str, dict[str, Any], float]:
+        """Config, command template, resources and $/hour shared by an arm's runs in a stage
+        (validated once, not once per seed)."""
+        key = (arm_name, stage_name)
+        if key not in self._cache:
+            study, arm = self.study, self.arms[arm_name]
+            stage = study.stages.get(stage_name)
+            stage_config = stage.config if stage else {}
+            stage_resources = stage.resources.model_dump(exclude_unset=True) if stage and stage.resources else {}
+            config = deep_merge(deep_merge(study.run.config, arm.config), stage_config)
+            resources = resolve_resources(self._run_resources, arm.resources, stage_resources)
+            try:
+                hourly = hourly_usd(resources.accelerator_name, resources.gpus, resources.cpus, self.prices)
+            except UnknownPrice as exc:
+                raise RunError(f"no price known for accelerator '{exc.args[0]}' (arm {arm_name})",
+                               f"add it under `prices:`, e.g. prices: {{{exc.args[0]}: 1.50}}  # $/GPU-hour") from None
+            self._cache[key] = (config, arm.command or study.run.command, resources.model_dump(), hourly)
+        return self._cache[key]
 
     def make_run(self, arm_name: str, stage_name: str, seed: int, pending: bool = False) -> RunPlan:
-        study, arm = self.study, self.arms[arm_name]
-        stage = study.stages.get(stage_name)
-        stage_config = stage.config if stage else {}
-        stage_resources = stage.resources.model_dump(exclude_unset=True) if stage and stage.resources else {}
-        config = deep_merge(deep_merge(study.run.config, arm.config), stage_config)
-        config["seed"] = seed
-        template = arm.command or study.run.command
-        resources = resolve_resources(study.run.resources.model_dump(exclude_unset=True), arm.resources, stage_resources)
-        hours = resources.hours if resources.hours is not None else 1.0
-        try:
-            hourly = hourly_usd(resources.accelerator_name, resources.gpus, resources.cpus, self.prices)
-        except UnknownPrice as exc:
-            raise RunError(f"no price known for accelerator '{exc.args[0]}' (arm {arm_name})",
-                           f"add it under `prices:`, e.g. prices: {{{exc.args[0]}: 1.50}}  # $/GPU-hour") from None
-        env = dict(study.run.env)
-        rid = run_id(template, config, seed, env, self.code_version)
+        base, template, resources, hourly = self._arm_stage(arm_name, stage_name)
+        config = deep_merge(base, {"seed": seed})
+        hours = resources["hours"] if resources["hours"] is not None else DEFAULT_HOURS
+        env = dict(self.study.run.env)
         return RunPlan(
-            id=rid,
+            id=run_id(template, config, seed, env, self.code_version),
             arm=arm_name,
             stage=stage_name,
             seed=seed,
             command=render_command(template, config, seed),
             command_template=template,
             config=config,
-            resources=resources.model_dump(),
+            resources=dict(resources),
             env=env,
             est_hours=hours,
             est_usd=round(hours * hourly, 6),
-            gpu_hours=hours * resources.gpus,
+            gpu_hours=hours * _gpus(resources),
             pending=pending,
         )
 
@@ -198,6 +222,19 @@ class Compiler:
             count += len(arms) if promote == "all" else min(promote.top, len(arms))
             pool += arms
         return count, pool
+
+    def _machine(self, target: packing.Target | None, wall: float) -> dict[str, Any] | None:
+        """The machine the runs share, with what holding it for the plan's wall-clock costs
+        (the runs' own estimates price each as if it had its GPUs to itself)."""
+        if target is None:
+            return None
+        info = target.to_dict()
+        machine = self.study.machine
+        name = (machine.accelerators or "").partition(":")[0]
+        hourly = self.prices.get(name.upper()) if name else None
+        info["usd_per_hour"] = round(hourly * len(target.gpu_gb), 6) if hourly is not None else None
+        info["usd"] = round(info["usd_per_hour"] * wall, 4) if hourly is not None else None
+        return info
 
     def compile(self) -> Plan:
         study = self.study
@@ -225,8 +262,9 @@ class Compiler:
                                     promote=(spec.promote if spec is None or isinstance(spec.promote, (str, type(None)))
                                              else spec.promote.model_dump()) if spec else None,
                                     promoted_slots=slots))
+        target = packing.Target.from_machine(study.machine)
         parallel = study.budget.parallel or max(1, len(runs))
-        wall = schedule(runs, stage_names, parallel, study)
+        wall = packing.schedule(runs, stage_names, parallel, target, study.budget.together)
         totals = {
             "runs": len(runs),
             "usd": round(sum(r.est_usd for r in runs), 4),
@@ -245,48 +283,10 @@ class Compiler:
             totals=totals,
             budget=budget_check(study, totals),
             parallel=parallel,
+            schedule={"machine": self._machine(target, wall), "parallel": parallel,
+                      "together": study.budget.together, "peak_concurrent": packing.peak_concurrent(runs)},
             reused_arms=[a.name for a in self.arms.values() if not a.runs],
         )
-
-
-def schedule(runs: list[RunPlan], stage_order: list[str], parallel: int, study: Study) -> float:
-    """List-schedule runs, stage after stage, on ``parallel`` slots; when the study names
-    a ``machine``, runs also share its GPU memory. Sets each run's start and slot and
-    returns the estimated wall-clock hours."""
-    machine = study.machine
-    capacity = machine.vram_gb * max(machine.gpus, 1) if machine and machine.vram_gb else None
-    if capacity is not None:
-        for run in runs:
-            if run.resources["vram_gb"] > capacity:
-                raise RunError(
-                    f"run {run.arm} (seed {run.seed}) needs {run.resources['vram_gb']:g} GB of GPU memory, "
-                    f"but the machine has {capacity:g} GB",
-                    "lower the run's batch size or vram_gb, or choose a larger machine")
-    clock = 0.0
-    for stage in stage_order:
-        stage_runs = [r for r in runs if r.stage == stage]
-        if not stage_runs:
-            continue
-        free = [(clock, i) for i in range(min(parallel, len(stage_runs)))]
-        heapq.heapify(free)
-        running: list[tuple[float, float]] = []  # (end, vram) for memory packing
-        end = clock
-        for run in stage_runs:
-            start, slot = heapq.heappop(free)
-            if capacity is not None:
-                vram = run.resources["vram_gb"]
-                running = [(e, v) for e, v in running if e > start]
-                while sum(v for _, v in running) + vram > capacity:
-                    start = min(e for e, _ in running)
-                    running = [(e, v) for e, v in running if e > start]
-                running.append((start + run.est_hours, vram))
-            run.start_h = round(start, 6)
-            run.slot = slot
-            finish = start + run.est_hours
-            end = max(end, finish)
-            heapq.heappush(free, (finish, slot))
-        clock = end
-    return clock
 
 
 def budget_check(study: Study, totals: dict[str, float]) -> dict[str, Any]:
@@ -308,4 +308,8 @@ def budget_check(study: Study, totals: dict[str, float]) -> dict[str, Any]:
 
 def compile_plan(loaded: LoadedStudy) -> Plan:
     return Compiler(loaded).compile()
+
+
+def _gpus(resources: dict[str, Any]) -> int:
+    return packing.Demand.of(resources).gpus
 

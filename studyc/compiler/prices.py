@@ -1,4 +1,5 @@
-"""Dollar estimates: a built-in $/GPU-hour table that a study's `prices:` overrides."""
+"""The accelerator catalog: a built-in $/GPU-hour table that a study's `prices:` overrides,
+and each GPU's memory, for refusing runs that cannot fit on the GPU they ask for."""
 
 from __future__ import annotations
 
@@ -16,6 +17,18 @@ GPU_PRICES = {
 }
 CPU_PRICE = 0.04  # $/hour per CPU core, for runs with no accelerator
 CPU_KEY = "CPU"
+
+# Memory of one GPU, in GB.
+GPU_MEMORY_GB = {
+    "A100": 40,
+    "A100-40GB": 40,
+    "A100-80GB": 80,
+    "H100": 80,
+    "H200": 141,
+    "L4": 24,
+    "A10G": 24,
+    "T4": 16,
+}
 
 
 def price_table(overrides: dict[str, float]) -> dict[str, float]:
@@ -37,3 +50,10 @@ def hourly_usd(accelerator: str | None, gpus: int, cpus: int, table: dict[str, f
     if key not in table:
         raise UnknownPrice(accelerator)
     return table[key] * gpus
+
+
+def gpu_memory_gb(accelerator: str | None) -> float | None:
+    """The memory of one ``accelerator`` GPU in GB, None when the catalog does not know it."""
+    if not accelerator:
+        return None
+    return GPU_MEMORY_GB.get(accelerator.upper())

@@ -1,17 +1,25 @@
-"""Store -> Results: each run's metrics reduced from its logged series (plus per-run
-derived metrics), grouped by stage and arm, with reused and aliased arms filled in."""
+"""Store -> Results: each run's logged series reduced (last, best, min, max, mean), its
+metrics (reductions and per-run derived metrics), grouped by stage and arm, with reused
+and aliased arms filled in; per arm, n, mean, std and a confidence interval."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Hashable
 
-from studyc.runtime.store import Store, reductions
+from studyc.report.stats import summarize
+from studyc.runtime.store import Store
 from studyc.spec import expr as E
 from studyc.spec.arms import expand_arms
 from studyc.spec.model import Study
 from studyc.spec.semantics import is_study_level
+
+FINISHED = ("done", "failed")
 
 
 @dataclass
@@ -20,16 +28,25 @@ class RunResult:
     arm: str
     stage: str
     seed: int
-    status: str
+    status: str  # queued, running, done, failed, skipped
     failure: str | None
     attempts: int
-    values: dict[str, float]
+    values: dict[str, float]  # the study's per-run metrics
+    series: dict[str, dict[str, float]] = field(default_factory=dict)  # logged series -> reduction -> value
     skipped: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
     usd: float | None = None
-    est_usd: float | None = None
+    gpu_hours: float | None = None
     log_tail: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # earlier attempts, for retried runs
+
+    @property
+    def wall_clock(self) -> float | None:
+        """Seconds the last attempt took."""
+        if self.status in FINISHED and self.started_at and self.ended_at:
+            return self.ended_at - self.started_at
+        return None
 
 
 @dataclass
@@ -43,114 +60,228 @@ class ArmResult:
 
     def values(self, metric: str) -> list[float]:
         """One value per planned run (NaN where a run is missing, failed or gave NaN)."""
-        if self.source != "runs":
+        if self.source == "reuse":
             return list(self.reused.get(metric, []))
         return [r.values.get(metric, math.nan) if r.status == "done" else math.nan for r in self.runs]
 
-    @property
-    def complete(self) -> bool:
-        return self.source != "runs" or (bool(self.runs) and all(r.status == "done" for r in self.runs))
+    def sample_key(self, metric: str) -> Hashable:
+        """Names the sample a metric's values come from: the runs themselves, so that two
+        metrics of the same runs (or an arm and its alias) are paired, not independent."""
+        if self.source == "reuse":
+            return ("reuse", self.arm, metric)
+        return tuple(r.id for r in self.runs)
 
 
 @dataclass
 class Results:
-    study: str
+    study: Study
     profile: str | None
     stages: list[str]
     by_stage: dict[str, dict[str, ArmResult]]
     arms: dict[str, ArmResult]  # each arm's result in the last stage it ran in
-    metrics: list[str]
+    metrics: list[str]  # per-run metrics (study-level derived figures are the judge's)
+    _summaries: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def all_runs(self) -> list[RunResult]:
         return [r for stage in self.by_stage.values() for arm in stage.values() for r in arm.runs]
 
+    def summary(self, arm: ArmResult, metric: str) -> dict[str, Any]:
+        """n, planned, mean, std, ci_lo, ci_hi of ``metric`` over the arm's runs (cached:
+        the report, the CSV, the plots and results.json all read it)."""
+        key = (id(arm), metric)
+        if key not in self._summaries:
+            stats = self.study.stats
+            self._summaries[key] = summarize(arm.values(metric), stats.confidence, stats.method,
+                                             stats.bootstrap_samples, arm.sample_key(metric))
+        return self._summaries[key]
 
-def reduce_run(study: Study, series: dict[str, dict[str, float]]) -> dict[str, float]:
-    """One run's value for each per-run metric: a reduction of a logged series, or a
-    derived expression over the run's other metrics."""
-    values: dict[str, float] = {}
-    for name, metric in study.metrics.items():
-        if metric.expr is not None:
-            continue
-        stats = series.get(metric.from_ or name)
-        if not stats:
+
+class Reducer:
+    """One run's metric values from its reduced series: a metric takes a reduction of a
+    series (``from``, ``reduce``), or is derived from the run's other metrics."""
+
+    def __init__(self, study: Study):
+        self.reduced = {n: m for n, m in study.metrics.items() if m.expr is None}
+        derived = {n: E.parse(m.expr) for n, m in study.metrics.items() if m.expr is not None}
+        # name -> (expression, the names it reads)
+        self.derived = {n: (node, {r.parts[0] for r in E.refs(node)}) for n, node in derived.items()
+                        if not is_study_level(node)}
+        self.best = {}  # series -> 'min' or 'max', from the goal of a metric reducing it
+        for name, metric in self.reduced.items():
+            if metric.goal:
+                self.best.setdefault(metric.from_ or name, metric.goal)
+
+    def series(self, stats: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        """Each logged series' reductions, with 'best' where a metric gives it a goal."""
+        out = {}
+        for name, red in stats.items():
+            out[name] = dict(red)
+            if name in self.best:
+                out[name]["best"] = red[self.best[name]]
+        return out
+
+    def values(self, series: dict[str, dict[str, float]]) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for name, metric in self.reduced.items():
+            red = series.get(metric.from_ or name)
+            how = metric.reduce
+            if how == "best":
+                how = "max" if metric.goal == "max" else "min"
+            values[name] = red.get(how, math.nan) if red else math.nan
+        pending = dict(self.derived)
+        while pending:  # resolve chains of derived metrics in dependency order
+            progressed = False
+            for name, (node, needed) in list(pending.items()):
+                available = {k: values[k] for k in needed if k in values}
+                for dep in needed - available.keys() - pending.keys():
+                    available[dep] = series.get(dep, {}).get("last", math.nan)  # a logged series, not a metric
+                if needed <= available.keys():
+                    values[name] = float(E.evaluate(node, lambda ref: available[ref.parts[0]]))
+                    del pending[name]
+                    progressed = True
+            if not progressed:
+                break
+        for name in pending:
             values[name] = math.nan
-            continue
-        how = metric.reduce
-        if how == "best":
-            how = "max" if metric.goal == "max" else "min"
-        values[name] = stats.get(how, math.nan)
-    derived = {n: E.parse(m.expr) for n, m in study.metrics.items() if m.expr is not None}
-    derived = {n: node for n, node in derived.items() if not is_study_level(node)}
-    for _ in range(len(derived)):  # resolve chains of derived metrics in dependency order
-        for name, node in derived.items():
-            if name in values:
-                continue
-            needed = {r.parts[0] for r in E.refs(node)}
-            available = {k: v for k, v in values.items()}
-            for dep in needed - available.keys():
-                stats = series.get(dep)
-                if stats and dep not in derived:
-                    available[dep] = stats.get("last", math.nan)
-            if needed <= available.keys():
-                values[name] = float(E.evaluate(node, lambda ref: available[ref.parts[0]]))
-    for name in derived:
-        values.setdefault(name, math.nan)
-    return values
+        return values
+
+
+def reduce_series(store: Store, run_ids: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per run and logged series: last, min, max and mean, computed by SQLite one run at
+    a time (a small in-memory sort each, where one query over millions of metric rows
+    spills a large sort to disk), on parallel read-only connections (sqlite releases
+    the GIL)."""
+    workers = max(1, min(4, os.cpu_count() or 1, len(run_ids) // 250))
+    size = max(1, -(-len(run_ids) // workers))
+
+    def reduce_chunk(chunk: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+        db = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=30) if workers > 1 else store.db
+        try:
+            return {rid: {name: {"last": _nan(last), "min": _nan(lo), "max": _nan(hi), "mean": _nan(mean)}
+                          for name, lo, hi, mean, last in db.execute(_REDUCE_RUN, (rid,))} for rid in chunk}
+        finally:
+            if db is not store.db:
+                db.close()
+
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    with ThreadPoolExecutor(workers) as pool:
+        for part in pool.map(reduce_chunk, [run_ids[i:i + size] for i in range(0, len(run_ids), size)]):
+            out.update(part)
+    return out
+
+
+_REDUCE_RUN = (  # the last value is looked up by key at the series' last seq
+    "SELECT g.name, g.lo, g.hi, g.mean, m.value FROM (SELECT name, MIN(value) lo, MAX(value) hi, AVG(value) mean,"
+    " MAX(seq) last_seq FROM metrics WHERE run_id = ?1 GROUP BY name) g"
+    " JOIN metrics m ON m.run_id = ?1 AND m.seq = g.last_seq AND m.name = g.name")
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)  # NaN is stored as NULL
+
+
+def attempt_history(store: Store, run: RunResult) -> list[dict[str, Any]]:
+    """Each attempt of a retried run: how it ended and what the retry changed."""
+    attempts = store.attempts(run.id)
+    first = json.loads(attempts[0]["config"]) if attempts and attempts[0]["config"] else {}
+    out = []
+    for a in attempts:
+        config = json.loads(a["config"]) if a["config"] else {}
+        changes = {k: [first.get(k), v] for k, v in config.items() if first.get(k) != v}
+        out.append({"attempt": a["attempt"], "status": a["status"], "failure": a["failure"], "changes": changes,
+                    "seconds": (a["ended_at"] - a["started_at"]) if a["ended_at"] and a["started_at"] else None})
+    return out
 
 
 def collect(study: Study, store: Store, profile: str | None) -> Results:
     rows = store.study_runs(study.study, profile)
-    reduced = reductions(store, [r["run_id"] for r in rows if r["status"] == "done" or r["status"] == "failed"])
+    reduced = reduce_series(store, list({r["run_id"] for r in rows if r["status"] in FINISHED}))
+    reducer = Reducer(study)
     stage_order = list(study.stages) or ["main"]
     by_stage: dict[str, dict[str, ArmResult]] = {s: {} for s in stage_order}
     for row in rows:
+        series = reducer.series(reduced.get(row["run_id"], {}))
+        run = RunResult(
+            id=row["run_id"], arm=row["arm"], stage=row["stage"], seed=row["seed"],
+            status="skipped" if row["skipped"] else row["status"], failure=row["failure"], attempts=row["attempts"],
+            values=reducer.values(series), series=series, skipped=row["skipped"], started_at=row["started_at"],
+            ended_at=row["ended_at"], usd=row["usd"], gpu_hours=row["gpu_hours"], log_tail=row["log_tail"])
+        if run.attempts > 1:
+            run.history = attempt_history(store, run)
         stage = by_stage.setdefault(row["stage"], {})
-        arm = stage.setdefault(row["arm"], ArmResult(row["arm"], row["stage"], "runs"))
-        arm.runs.append(RunResult(
-            id=row["run_id"], arm=row["arm"], stage=row["stage"], seed=row["seed"], status=row["status"],
-            failure=row["failure"], attempts=row["attempts"], values=reduce_run(study, reduced.get(row["run_id"], {})),
-            skipped=row["skipped"], started_at=row["started_at"], ended_at=row["ended_at"], usd=row["usd"],
-            est_usd=row["est_usd"], log_tail=row["log_tail"]))
-        if row["skipped"]:
-            arm.runs[-1].status = "skipped"
+        stage.setdefault(row["arm"], ArmResult(row["arm"], row["stage"], "runs")).runs.append(run)
     arms: dict[str, ArmResult] = {}
-    for stage in stage_order:
-        for name, result in by_stage.get(stage, {}).items():
+    for stage in by_stage:
+        for name, result in by_stage[stage].items():
             arms[name] = result  # later stages (a promoted re-run) supersede earlier ones
-    for spec in expand_arms(study).values():
+    specs = expand_arms(study)
+    for spec in specs.values():
         if spec.reuse is not None and spec.reuse.results is not None:
             reused = {k: (list(v) if isinstance(v, list) else [float(v)]) for k, v in spec.reuse.results.items()}
             arms[spec.name] = ArmResult(spec.name, None, "reuse", reused=reused, reuse_source=spec.reuse.source)
-    for spec in expand_arms(study).values():
+    for spec in specs.values():
         if spec.same_as is not None and spec.same_as in arms:
             target = arms[spec.same_as]
-            arms[spec.name] = ArmResult(spec.name, target.stage, "same_as", runs=target.runs,
-                                        reused={m: target.values(m) for m in study.metrics},
-                                        reuse_source=f"same as {spec.same_as}")
-    return Results(study.study, profile, stage_order, by_stage, arms, list(study.metrics))
+            arms[spec.name] = ArmResult(spec.name, target.stage, target.source if target.source == "reuse" else "same_as",
+                                        runs=target.runs, reused=target.reused, reuse_source=f"same as {spec.same_as}")
+    metrics = [m for m, spec in study.metrics.items() if spec.expr is None or not is_study_level(E.parse(spec.expr))]
+    return Results(study, profile, stage_order, by_stage, arms, metrics)
 
 
-def to_dict(results: Results, confidence: float) -> dict[str, Any]:
-    from studyc.report.stats import describe
+def curves(store: Store, results: Results, arms: list[str], series: str) -> dict[str, dict[str, list[float]]]:
+    """Learning curves of ``series`` for ``arms`` (their latest results): per step, the
+    mean, min and max over the arm's finished runs."""
+    owner = {r.id: name for name in arms if name in results.arms
+             for r in results.arms[name].runs if r.status == "done"}
+    points: dict[str, dict[float, list[float]]] = {name: {} for name in arms}
+    rows = store.db.execute(
+        "SELECT run_id, COALESCE(step, seq), value FROM metrics WHERE name = ? AND run_id IN (SELECT value FROM json_each(?))",
+        (series, json.dumps(list(owner))))
+    for rid, step, value in rows:
+        if value is not None:
+            points[owner[rid]].setdefault(step, []).append(value)
+    out = {}
+    for name, by_step in points.items():
+        if len(by_step) > 1:
+            steps = sorted(by_step)
+            out[name] = {"step": steps, "mean": [sum(by_step[s]) / len(by_step[s]) for s in steps],
+                         "min": [min(by_step[s]) for s in steps], "max": [max(by_step[s]) for s in steps]}
+    return out
 
-    def arm_dict(arm: ArmResult) -> dict[str, Any]:
-        return {
-            "source": arm.source,
-            "stage": arm.stage,
-            "reuse_source": arm.reuse_source,
-            "runs": [{"id": r.id, "seed": r.seed, "status": r.status, "failure": r.failure, "attempts": r.attempts,
-                      "values": {k: _json_float(v) for k, v in r.values.items()}} for r in arm.runs] if arm.source == "runs" else [],
-            "metrics": {m: describe(arm.values(m), confidence) for m in results.metrics},
-        }
+
+def _json(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None  # JSON has no NaN
+
+
+def run_dict(run: RunResult) -> dict[str, Any]:
+    return {"id": run.id, "arm": run.arm, "stage": run.stage, "seed": run.seed, "status": run.status,
+            "failure": run.failure, "skipped": run.skipped, "attempts": run.attempts, "history": run.history,
+            "started_at": run.started_at, "ended_at": run.ended_at, "wall_clock_s": run.wall_clock,
+            "usd": run.usd, "gpu_hours": run.gpu_hours, "values": {k: _json(v) for k, v in run.values.items()},
+            "series": {name: {k: _json(v) for k, v in red.items()} for name, red in run.series.items()}}
+
+
+def to_dict(results: Results) -> dict[str, Any]:
+    """results.json's body (JSON-clean: no NaN): every run once, with its metrics and
+    reduced series, under the arm result it belongs to (an arm's latest stage under
+    `arms`, superseded results under `stages`), and each arm's n, mean, std and interval
+    per metric."""
+    study = results.study
+    latest = {id(a) for a in results.arms.values()}
+
+    def arm_dict(arm: ArmResult, with_runs: bool) -> dict[str, Any]:
+        out = {"source": arm.source, "stage": arm.stage, "reuse_source": arm.reuse_source,
+               "metrics": {m: results.summary(arm, m) for m in results.metrics}}
+        if arm.source == "runs":
+            out["runs"] = [run_dict(r) for r in arm.runs] if with_runs else [r.id for r in arm.runs]
+        return out
 
     return {
-        "study": results.study,
+        "study": study.study,
         "profile": results.profile,
-        "stages": {s: {a: arm_dict(r) for a, r in arms.items()} for s, arms in results.by_stage.items()},
-        "arms": {a: arm_dict(r) for a, r in results.arms.items()},
+        "stats": {"confidence": study.stats.confidence, "method": study.stats.method},
+        "metrics": {m: study.metrics[m].model_dump(by_alias=True, exclude_none=True) for m in results.metrics},
+        "arms": {a: arm_dict(r, True) for a, r in results.arms.items()},
+        "stages": {s: {a: arm_dict(r, id(r) not in latest) for a, r in arms.items()}
+                   for s, arms in results.by_stage.items()},
     }
-
-
-def _json_float(value: float) -> float | None:
-    return value if isinstance(value, (int, float)) and math.isfinite(value) else None

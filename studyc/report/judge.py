@@ -3,35 +3,36 @@ expectation and claim, each with the numbers behind it and a sentence.
 
 A comparison is judged on a confidence interval (LANGUAGE.md, "Meaning of a check"):
 PASS when the whole interval satisfies it, FAIL when the whole interval violates it,
-INCONCLUSIVE when it straddles the threshold, INCOMPLETE when data it needs is missing.
+INCONCLUSIVE when it straddles the threshold (with about how many more seeds would
+settle it), INCOMPLETE when data it needs is missing, failed or NaN: never PASS.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from studyc.report.collect import ArmResult, Results
-from studyc.report.stats import Estimate, holm, t_quantile
+from studyc.report.numbers import fmt, fmt_threshold, fmt_width, pct
+from studyc.report.stats import MAX_MORE_SEEDS, Estimate, holm, mean_estimate, seeds_to_settle
 from studyc.spec import expr as E
 from studyc.spec.model import Study
 from studyc.spec.semantics import is_study_level
 
 PASS, FAIL, INCONCLUSIVE, INCOMPLETE = "PASS", "FAIL", "INCONCLUSIVE", "INCOMPLETE"
-_OP_TEXT = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "=", "!=": "≠"}
+OP_TEXT = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "=", "!=": "≠"}
 
 
 @dataclass
 class Verdict:
     status: str
     sentence: str
-    p: float | None = None
+    p: float | None = None  # one-sided p-value that the check holds (small = confident)
     observed: dict[str, Any] | None = None
-    more_seeds: int | None = None
+    more_seeds: int | None = None  # INCONCLUSIVE: about this many more seeds per arm would settle it
+    leaning: str | None = None  # INCONCLUSIVE: the side the point estimate is on (PASS or FAIL)
+    note: str | None = None  # INCONCLUSIVE: what would settle it, in words
     missing: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,23 +55,29 @@ def _or(verdicts: list[Verdict]) -> str:
     return FAIL
 
 
-def fmt(value: float) -> str:
-    if value is None or not math.isfinite(value):
-        return "NaN"
-    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
-        return f"{value:.3g}"
-    return f"{value:.4g}"
+def _joined(status: str, parts: list[Verdict], p: float | None) -> Verdict:
+    """A verdict made of parts (and, or, all, any, chains): their sentences and notes."""
+    open_ = [v for v in parts if v.status == INCONCLUSIVE]
+    notes = "; ".join(v.note for v in open_ if v.note) or None
+    more = max((v.more_seeds for v in open_ if v.more_seeds), default=None) if status == INCONCLUSIVE else None
+    return Verdict(status, "; ".join(v.sentence for v in parts), p, more_seeds=more,
+                   note=notes if status == INCONCLUSIVE else None, missing=[m for v in parts for m in v.missing])
 
 
-def fmt_width(value: float) -> str:
-    """An interval's half-width: two significant figures are all it carries."""
-    if value is None or not math.isfinite(value):
-        return "NaN"
-    return f"{value:.2g}"
-
-
-def _pct(value: float) -> str:
-    return f"{value * 100:+.1f}%"
+def settle_note(d: Estimate, margin: float, leaning: str, confidence: float, beyond: str) -> tuple[int | None, str]:
+    """How many more seeds per arm would settle an INCONCLUSIVE comparison, in words.
+    ``margin``: the point estimate's distance to the threshold; ``beyond``: how the
+    point already misses the threshold, when it does."""
+    more = seeds_to_settle(d, margin, confidence)
+    if more is None:
+        if d.slack_lo or d.slack_hi:
+            return None, "undecided because verdicts it counts are still open"
+        return None, (f"the estimate sits on the threshold: even {MAX_MORE_SEEDS} more seeds per arm "
+                      "would likely not settle it")
+    seeds = f"about {more} more seed{'s' if more != 1 else ''} per arm"
+    if leaning == PASS:
+        return more, f"{seeds} would likely settle it as PASS, if the mean and spread hold"
+    return more, f"the point estimate already misses it ({beyond}); {seeds} would likely confirm FAIL, if the mean and spread hold"
 
 
 class Judge:
@@ -78,11 +85,16 @@ class Judge:
         self.study = study
         self.results = results
         self.confidence = study.stats.confidence
-        self.method = study.stats.method
         self._cache: dict[tuple, Estimate] = {}
-        self._index: dict[tuple, np.ndarray] = {}
+        self._parsed: dict[str, E.Node] = {}
         self.hypotheses: dict[str, Verdict] = {}
-        self._champion: str | None = None
+        self._gates: dict[str, dict[str, Verdict]] = {}
+        self._champion: tuple[str | None] | None = None
+
+    def parse(self, text: str) -> E.Node:
+        if text not in self._parsed:
+            self._parsed[text] = E.parse(text)
+        return self._parsed[text]
 
     # ---------------------------------------------------------------- data
 
@@ -90,34 +102,22 @@ class Judge:
         label = f"{name}.{metric}"
         if arm is None:
             return Estimate.absent(f"{label}: no results")
-        key = (name, arm.stage, metric)
-        if key in self._cache:
-            return self._cache[key]
-        values = arm.values(metric)
-        est: Estimate
-        if not values:
-            est = Estimate.absent(f"{label}: no runs")
-        elif any(not math.isfinite(v) for v in values):
-            est = Estimate.absent(f"{label}: {self._why_missing(arm, metric)}")
-        else:
-            draws = None
-            if self.method == "bootstrap" and len(values) > 1:
-                draws = np.asarray(values)[self._bootstrap_index(name, arm.stage, len(values))].mean(axis=1)
-            est = Estimate.sample(values, draws)
-        self._cache[key] = est
-        return est
-
-    def _bootstrap_index(self, arm: str, stage: str | None, n: int) -> np.ndarray:
-        key = (arm, stage, n)
-        if key not in self._index:
-            seed = int(hashlib.sha256(f"{arm}/{stage}".encode()).hexdigest()[:8], 16)
-            rng = np.random.default_rng(seed)
-            self._index[key] = rng.integers(0, n, size=(self.study.stats.bootstrap_samples, n))
-        return self._index[key]
+        key = (id(arm), metric)
+        if key not in self._cache:
+            values = arm.values(metric)
+            if not values:
+                est = Estimate.absent(f"{label}: no runs")
+            elif any(not math.isfinite(v) for v in values):
+                est = Estimate.absent(f"{label}: {self._why_missing(arm, metric)}")
+            else:
+                stats = self.study.stats
+                est = mean_estimate(values, arm.sample_key(metric), stats.method, stats.bootstrap_samples)
+            self._cache[key] = est
+        return self._cache[key]
 
     @staticmethod
     def _why_missing(arm: ArmResult, metric: str) -> str:
-        if arm.source != "runs":
+        if arm.source == "reuse":
             return "reused result has no value"
         counts: dict[str, int] = {}
         for run in arm.runs:
@@ -132,29 +132,34 @@ class Judge:
         return ", ".join(parts) or "missing"
 
     def baseline(self, name: str, metric: str) -> Estimate:
-        return Estimate.const(float(self.study.baselines[name].values[metric]))
+        value = self.study.baselines[name].values.get(metric)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return Estimate.absent(f"{name}.{metric}: the baseline has no value")
+        return Estimate.const(float(value))
 
     @property
     def champion(self) -> str | None:
+        """The best arm by the primary metric, among the arms of the last stage that has
+        complete results (a final evaluation is not compared with screening rounds)."""
         if self._champion is None:
             metric = self.study.primary_metric
-            goal = self.study.metrics[metric].goal or "min"
+            sign = -1.0 if self.study.metrics[metric].goal == "max" else 1.0
             best = None
-            for name, arm in self.results.arms.items():
-                if arm.source != "runs":
-                    continue
-                est = self.arm_estimate(arm, name, metric)
-                if est.is_missing:
-                    continue
-                if best is None or (est.point < best[1] if goal == "min" else est.point > best[1]):
-                    best = (name, est.point)
-            self._champion = best[0] if best else None
-        return self._champion
+            for stage in reversed(self.results.stages):
+                for name, arm in self.results.by_stage.get(stage, {}).items():
+                    est = self.arm_estimate(self.results.arms.get(name), name, metric)
+                    if self.results.arms.get(name) is arm and not est.is_missing:
+                        if best is None or sign * est.point < sign * best[1]:
+                            best = (name, est.point)
+                if best is not None:
+                    break
+            self._champion = (best[0] if best else None,)
+        return self._champion[0]
 
     def study_metric(self, name: str) -> Estimate:
         key = ("__study__", name)
         if key not in self._cache:
-            self._cache[key] = self.number(E.parse(self.study.metrics[name].expr), None)
+            self._cache[key] = self.number(self.parse(self.study.metrics[name].expr), None)
         return self._cache[key]
 
     # ---------------------------------------------------------------- numbers
@@ -162,7 +167,7 @@ class Judge:
     def ref_number(self, ref: E.Ref, candidate: tuple[str, str] | None) -> Estimate:
         if len(ref.parts) == 1:
             name = ref.parts[0]
-            if candidate is not None and name in self.study.metrics:
+            if candidate is not None and name in self.results.metrics:  # a gate: the candidate's metric
                 arm, stage = candidate
                 return self.arm_estimate(self.results.by_stage.get(stage, {}).get(arm), arm, name)
             return self.study_metric(name)
@@ -193,9 +198,10 @@ class Judge:
                 return a * b
             if node.op == "/":
                 return a / b
-            if node.op == "**" and not b.parts and b.draws is None:
-                return a.apply(lambda x: x ** b.point, b.point * a.point ** (b.point - 1) if a.point else 0.0)
-            value = E._arith(node.op, a.point, b.point)  # // % and non-constant powers: point only
+            if node.op == "**" and not b.uncertain and not b.is_missing and a.point > 0:
+                power = b.point
+                return a.apply(lambda x: x ** power, power * a.point ** (power - 1))
+            value = E._arith(node.op, a.point, b.point)  # // % and other powers: the point only
             return Estimate(value, missing=a.missing + b.missing)
         if isinstance(node, E.Call):
             if node.func == "count":
@@ -205,8 +211,7 @@ class Judge:
                 return Estimate(float(passed), slack_hi=float(open_))
             args = [self.number(a, candidate) for a in node.args]
             if node.func == "abs":
-                sign = 1.0 if args[0].point >= 0 else -1.0
-                return args[0] if sign > 0 else -args[0]
+                return args[0] if args[0].point >= 0 else -args[0]
             if node.func in ("min", "max"):
                 pick = min if node.func == "min" else max
                 return pick(args, key=lambda e: e.point)
@@ -219,27 +224,27 @@ class Judge:
             return Verdict(PASS if node.value else FAIL, f"{'true' if node.value else 'false'}")
         if isinstance(node, E.Ref) and len(node.parts) == 1 and node.parts[0] in self.hypotheses:
             v = self.hypotheses[node.parts[0]]
-            return Verdict(v.status, f"{node.parts[0]} {v.status}", v.p, missing=v.missing)
+            return Verdict(v.status, f"{node.parts[0]} {v.status}", v.p, more_seeds=v.more_seeds, leaning=v.leaning,
+                           note=v.note and f"{node.parts[0]}: {v.note}", missing=v.missing)
         if isinstance(node, E.Unary):  # not
             v = self.condition(node.operand, candidate)
             flipped = {PASS: FAIL, FAIL: PASS}.get(v.status, v.status)
-            return Verdict(flipped, f"not ({v.sentence})", None if v.p is None else 1 - v.p, missing=v.missing)
+            leaning = {PASS: FAIL, FAIL: PASS}.get(v.leaning or "", None)
+            return Verdict(flipped, f"not ({v.sentence})", None if v.p is None else 1 - v.p, more_seeds=v.more_seeds,
+                           leaning=leaning, note=v.note, missing=v.missing)
         if isinstance(node, E.Binary):
             parts = [self.condition(node.left, candidate), self.condition(node.right, candidate)]
             status = _and(parts) if node.op == "and" else _or(parts)
             ps = [p.p for p in parts if p.p is not None]
+            # and: an intersection-union test (the largest p); or: the smallest.
             p = (max(ps) if node.op == "and" else min(ps)) if len(ps) == 2 else None
-            return Verdict(status, "; ".join(v.sentence for v in parts), p,
-                           more_seeds=max((v.more_seeds or 0 for v in parts), default=0) or None,
-                           missing=[m for v in parts for m in v.missing])
+            return _joined(status, parts, p)
         if isinstance(node, E.Compare):
-            parts = [self.compare(op, a, b, candidate)
-                     for op, a, b in zip(node.ops, node.operands, node.operands[1:])]
+            parts = [self.compare(op, a, b, candidate) for op, a, b in zip(node.ops, node.operands, node.operands[1:])]
             if len(parts) == 1:
                 return parts[0]
             ps = [v.p for v in parts if v.p is not None]
-            return Verdict(_and(parts), "; ".join(v.sentence for v in parts), max(ps) if ps else None,
-                           missing=[m for v in parts for m in v.missing])
+            return _joined(_and(parts), parts, max(ps) if len(ps) == len(parts) else None)
         if isinstance(node, E.Call):
             if node.func == "within":
                 return self.within(node, candidate)
@@ -249,37 +254,26 @@ class Judge:
                 return Verdict(PASS if ok else FAIL, f"{E.to_source(node.args[0])} = {fmt(est.point)}")
             if node.func in ("all", "any"):
                 parts = [self.condition(a, candidate) for a in node.args]
-                status = _and(parts) if node.func == "all" else _or(parts)
-                return Verdict(status, "; ".join(v.sentence for v in parts), missing=[m for v in parts for m in v.missing])
+                return _joined(_and(parts) if node.func == "all" else _or(parts), parts, None)
         raise ValueError(f"not a condition: {E.to_source(node)}")
 
-    def _describe(self, node: E.Node, est: Estimate) -> str:
-        text = E.to_source(node)
-        if isinstance(node, E.Num):
-            return text
-        value = fmt(est.point)
-        if est.parts or est.draws is not None:
-            value += f" ± {fmt_width(est.half_width(self.confidence))}"
+    def _value_text(self, est: Estimate, with_n: bool = True) -> str:
+        """'0.0591 ± 0.0012 (n=3)': the point, the half-width of its interval, the n."""
         if est.slack_hi or est.slack_lo:
             lo, hi = est.interval(self.confidence)
-            value = f"{fmt(lo)}..{fmt(hi)}"
-        if est.n is not None:
-            value += f" (n={est.n})"
-        return f"{text} = {value}"
+            return f"{fmt(lo)}..{fmt(hi)}"
+        text = fmt(est.point)
+        if est.uncertain:
+            text += f" ± {fmt_width(est.half_width(self.confidence))}"
+        return text + (f" (n={est.n})" if with_n and est.n is not None else "")
 
     def compare(self, op: str, left: E.Node, right: E.Node, candidate: tuple[str, str] | None) -> Verdict:
         a, b = self.number(left, candidate), self.number(right, candidate)
+        source = f"{E.to_source(left)} {OP_TEXT[op]} {E.to_source(right)}"
         if a.is_missing or b.is_missing:
-            missing = list(a.missing + b.missing) or [f"{E.to_source(left)} {op} {E.to_source(right)}: NaN"]
-            return Verdict(INCOMPLETE, f"{E.to_source(left)} {_OP_TEXT[op]} {E.to_source(right)}: missing "
-                           + "; ".join(missing), missing=missing)
-        # d >= 0 (or > 0) means the comparison holds.
-        if op in ("<=", "<"):
-            d = b - a
-        elif op in (">=", ">"):
-            d = a - b
-        else:
-            d = a - b
+            missing = list(a.missing + b.missing) or [f"{source}: NaN"]
+            return Verdict(INCOMPLETE, f"{source}: missing " + "; ".join(missing), missing=missing)
+        d = b - a if op in ("<=", "<") else a - b  # d >= 0 (or > 0) means the comparison holds
         lo, hi = d.interval(self.confidence)
         if op in ("<=", ">="):
             status = PASS if lo >= 0 else FAIL if hi < 0 else INCONCLUSIVE
@@ -289,66 +283,95 @@ class Judge:
             status = PASS if lo == hi == 0 else FAIL if (lo > 0 or hi < 0) else INCONCLUSIVE
         else:
             status = FAIL if lo == hi == 0 else PASS if (lo > 0 or hi < 0) else INCONCLUSIVE
-        needs = fmt(b.point) if not (b.parts or b.draws is not None or b.slack_hi) else self._describe(right, b)
-        sentence = f"{self._describe(left, a)}, needs {_OP_TEXT[op]} {needs}"
+        needs_value = fmt_threshold(b.point, a.point) if not b.uncertain else None
+        if isinstance(right, E.Num):
+            needs = needs_value
+        elif needs_value is not None:
+            needs = f"{E.to_source(right)} = {needs_value}"
+        else:
+            needs = f"{E.to_source(right)} = {self._value_text(b)}"
+        sentence = f"{E.to_source(left)} = {self._value_text(a)}, needs {OP_TEXT[op]} {needs}"
+        if a.uncertain and b.uncertain:
+            welch = f", Welch df {d.df:.1f}" if math.isfinite(d.df) and d.draws is None else ""
+            sentence += f" (difference {fmt(d.point)} [{fmt(lo)}, {fmt(hi)}]{welch})"
         p = d.p_above(0.0) if op in ("<=", ">=", "<", ">") else None
-        more = self._more_seeds(d, abs(d.point), left, right) if status == INCONCLUSIVE else None
-        observed = {"expr": E.to_source(left), "mean": a.point, "ci": list(a.interval(self.confidence)), "n": a.n,
-                    "threshold": b.point, "difference_ci": [lo, hi]}
-        return Verdict(status, sentence, p, observed, more)
+        verdict = Verdict(status, sentence, p, {
+            "expr": E.to_source(left), "op": op, "mean": a.point, "ci": list(a.interval(self.confidence)), "n": a.n,
+            "threshold_expr": E.to_source(right), "threshold": b.point,
+            "threshold_text": f"{OP_TEXT[op]} " + (fmt_threshold(b.point, a.point) if not b.uncertain
+                                                   else f"{E.to_source(right)} ({self._value_text(b, with_n=False)})"),
+            "observed_text": self._value_text(a, with_n=False),
+            "difference": d.point, "difference_ci": [lo, hi], "df": d.df if a.uncertain or b.uncertain else None})
+        if status == INCONCLUSIVE and op not in ("==", "!="):
+            verdict.leaning = PASS if (d.point >= 0 if op in ("<=", ">=") else d.point > 0) else FAIL
+            beyond = f"{fmt(a.point)} vs {OP_TEXT[op]} {fmt_threshold(b.point, a.point)}"
+            verdict.more_seeds, verdict.note = settle_note(d, abs(d.point), verdict.leaning, self.confidence, beyond)
+        return verdict
 
     def within(self, node: E.Call, candidate: tuple[str, str] | None) -> Verdict:
+        """An equivalence test: the interval of (a - b) / b (rel) or a - b (abs) inside ±bound."""
         a, b = (self.number(x, candidate) for x in node.args)
-        key, bound_node = node.kwargs[0]
+        kind, bound_node = node.kwargs[0]
         bound = self.number(bound_node, candidate).point
-        label = f"within({E.to_source(node.args[0])}, {E.to_source(node.args[1])})"
+        first, second = (E.to_source(x) for x in node.args)
+        what = f"({first} - {second}) / {second}" if kind == "rel" else f"{first} - {second}"
         if a.is_missing or b.is_missing:
             missing = list(a.missing + b.missing)
-            return Verdict(INCOMPLETE, f"{label}: missing " + "; ".join(missing), missing=missing)
-        q = (a - b) / b if key == "rel" else a - b
+            return Verdict(INCOMPLETE, f"within({first}, {second}): missing " + "; ".join(missing), missing=missing)
+        q = (a - b) / b if kind == "rel" else a - b
         if q.is_missing:
-            return Verdict(INCOMPLETE, f"{label}: {', '.join(q.missing)}", missing=list(q.missing))
+            return Verdict(INCOMPLETE, f"{what}: {', '.join(q.missing)}", missing=list(q.missing))
         lo, hi = q.interval(self.confidence)
         status = PASS if (-bound <= lo and hi <= bound) else FAIL if (hi < -bound or lo > bound) else INCONCLUSIVE
-        show = _pct if key == "rel" else fmt
-        bound_text = f"±{bound * 100:g}%" if key == "rel" else f"±{fmt(bound)}"
+        show = pct if kind == "rel" else fmt
+        bound_text = f"±{bound * 100:g}%" if kind == "rel" else f"±{fmt(bound)}"
         ns = ", ".join(f"n={e.n}" for e in (a, b) if e.n is not None)
-        what = (f"({E.to_source(node.args[0])} - {E.to_source(node.args[1])}) / {E.to_source(node.args[1])}"
-                if key == "rel" else f"{E.to_source(node.args[0])} - {E.to_source(node.args[1])}")
-        sentence = f"{what} = {show(q.point)} [{show(lo)}, {show(hi)}]" + (f" ({ns})" if ns else "") + f", needs within {bound_text}"
-        p = max(q.p_above(-bound), (-q).p_above(-bound))
-        more = self._more_seeds(q, bound - abs(q.point), *node.args) if status == INCONCLUSIVE else None
-        observed = {"expr": what, "mean": q.point, "ci": [lo, hi], "bound": bound, "kind": key}
-        return Verdict(status, sentence, p, observed, more)
-
-    def _more_seeds(self, d: Estimate, margin: float, *nodes: E.Node) -> int | None:
-        """Seeds per arm that would shrink the interval inside the margin (same spread)."""
-        ns = [self.number(r, None).n for n in nodes for r in E.refs(n) if len(r.parts) == 2]
-        ns = [n for n in ns if n]
-        if not ns or margin <= 0 or d.se == 0:
-            return None
-        n = min(ns)
-        z = t_quantile(self.confidence, math.inf)
-        needed = n * (z * d.se / margin) ** 2
-        return max(1, math.ceil(needed - n))
+        observed_text = f"{show(q.point)} [{show(lo)}, {show(hi)}]"
+        sentence = f"{what} = {observed_text}" + (f" ({ns})" if ns else "") + f", needs within {bound_text}"
+        p = max(q.p_above(-bound), (-q).p_above(-bound))  # two one-sided tests
+        verdict = Verdict(status, sentence, p, {"expr": what, "kind": kind, "mean": q.point, "ci": [lo, hi], "bound": bound,
+                                                "n": None, "observed_text": observed_text,
+                                                "threshold_text": f"within {bound_text}"})
+        if status == INCONCLUSIVE:
+            verdict.leaning = PASS if abs(q.point) <= bound else FAIL
+            beyond = f"{show(q.point)} is outside {bound_text}"
+            verdict.more_seeds, verdict.note = settle_note(q, abs(bound - abs(q.point)), verdict.leaning,
+                                                           self.confidence, beyond)
+        return verdict
 
     # ---------------------------------------------------------------- the study's verdicts
 
     def judge_hypotheses(self) -> dict[str, Verdict]:
         for name, hyp in self.study.hypotheses.items():
-            self.hypotheses[name] = self.condition(E.parse(hyp.check))
+            self.hypotheses[name] = self.condition(self.parse(hyp.check))
         return self.hypotheses
 
     def gate(self, stage: str) -> dict[str, Verdict]:
         """The stage's gate for each candidate arm (PASS for all when there is no gate)."""
-        spec = self.study.stages.get(stage)
-        out = {}
-        for arm in self.results.by_stage.get(stage, {}):
-            if spec is None or spec.gate is None:
-                out[arm] = Verdict(PASS, "no gate")
-            else:
-                out[arm] = self.condition(E.parse(spec.gate), (arm, stage))
-        return out
+        if stage not in self._gates:
+            spec = self.study.stages.get(stage)
+            out = {}
+            for arm in self.results.by_stage.get(stage, {}):
+                if spec is None or spec.gate is None:
+                    out[arm] = Verdict(PASS, "no gate")
+                else:
+                    out[arm] = self.condition(self.parse(spec.gate), (arm, stage))
+            self._gates[stage] = out
+        return self._gates[stage]
+
+    def ranking(self, stage: str) -> list[tuple[str, float]]:
+        """The stage's candidates that passed the gate, best first by the promote metric."""
+        spec = self.study.stages[stage]
+        metric = (spec.promote.by if spec.promote not in (None, "all") else None) or self.study.primary_metric
+        sign = -1.0 if self.study.metrics[metric].goal == "max" else 1.0
+        ranked = []
+        for arm, verdict in self.gate(stage).items():
+            if verdict.status != PASS:
+                continue
+            est = self.arm_estimate(self.results.by_stage[stage][arm], arm, metric)
+            if not est.is_missing:
+                ranked.append((arm, est.point))
+        return sorted(ranked, key=lambda item: sign * item[1])
 
     def promote(self, stage: str) -> tuple[list[str], dict[str, Verdict]]:
         """Arms the stage promotes: all of them (forced), or the top k of those whose gate
@@ -359,20 +382,10 @@ class Judge:
             return [], gates
         if spec.promote == "all":
             return list(gates), gates
-        metric = spec.promote.by or self.study.primary_metric
-        goal = self.study.metrics[metric].goal or "min"
-        ranked = []
-        for arm, verdict in gates.items():
-            if verdict.status != PASS:
-                continue
-            est = self.arm_estimate(self.results.by_stage[stage][arm], arm, metric)
-            if not est.is_missing:
-                ranked.append((est.point if goal == "min" else -est.point, arm))
-        ranked.sort()
-        return [arm for _, arm in ranked[: spec.promote.top]], gates
+        return [arm for arm, _ in self.ranking(stage)[: spec.promote.top]], gates
 
     def tiers(self) -> tuple[dict[str, Verdict], str | None]:
-        verdicts = {name: self.condition(E.parse(check)) for name, check in self.study.tier_checks().items()}
+        verdicts = {name: self.condition(self.parse(check)) for name, check in self.study.tier_checks().items()}
         reached = None
         for name, verdict in verdicts.items():  # tiers are written lowest first
             if verdict.status != PASS:
@@ -384,15 +397,18 @@ class Judge:
         for i, rule in enumerate(self.study.decision):
             if rule.else_ is not None:
                 return {"status": "reached", "rule": i, "then": rule.else_, "because": "no earlier rule held"}
-            verdict = self.condition(E.parse(rule.if_))
+            verdict = self.condition(self.parse(rule.if_))
             if verdict.status == PASS:
                 return {"status": "reached", "rule": i, "then": rule.then, "because": f"{rule.if_}: PASS"}
             if verdict.status != FAIL:
                 return {"status": "pending", "rule": i, "then": None,
                         "because": f"rule {i + 1} ({rule.if_}) is {verdict.status}: {verdict.sentence}"}
+        if not self.study.decision:
+            return {"status": "none", "rule": None, "then": None, "because": "the study states no decision rule"}
         return {"status": "none", "rule": None, "then": None, "because": "no rule applied"}
 
     def expectations(self) -> list[dict[str, Any]]:
+        """Expected ranges against the observed mean: hit, miss (below or above), or pending."""
         rows = []
         for arm, metrics in self.study.expect.items():
             for metric, (lo, hi) in metrics.items():
@@ -406,21 +422,23 @@ class Judge:
                 else:
                     status = "hit"
                 rows.append({"arm": arm, "metric": metric, "low": lo, "high": hi,
-                             "observed": None if est.is_missing else est.point, "n": est.n, "status": status})
+                             "observed": None if est.is_missing else est.point,
+                             "ci": None if est.is_missing else list(est.interval(self.confidence)),
+                             "n": est.n, "status": status, "missing": list(est.missing)})
         return rows
 
     def claims(self) -> dict[str, dict[str, Any]]:
+        """supported: every hypothesis PASS; refuted: some FAIL and none PASS; partial:
+        some PASS but not all; pending: nothing decided yet."""
         out = {}
         for claim, hyps in self.study.claims.items():
             statuses = [self.hypotheses[h].status for h in hyps]
             if statuses and all(s == PASS for s in statuses):
                 status = "supported"
-            elif FAIL in statuses and PASS in statuses:
+            elif PASS in statuses:
                 status = "partial"
             elif FAIL in statuses:
                 status = "refuted"
-            elif PASS in statuses:
-                status = "partial"
             else:
                 status = "pending"
             out[claim] = {"status": status, "hypotheses": dict(zip(hyps, statuses))}
@@ -429,7 +447,7 @@ class Judge:
     def study_metrics(self) -> dict[str, dict[str, Any]]:
         out = {}
         for name, metric in self.study.metrics.items():
-            if metric.expr is None or not is_study_level(E.parse(metric.expr)):
+            if metric.expr is None or not is_study_level(self.parse(metric.expr)):
                 continue
             est = self.study_metric(name)
             lo, hi = est.interval(self.confidence) if not est.is_missing else (None, None)
@@ -439,20 +457,27 @@ class Judge:
 
     def all(self) -> dict[str, Any]:
         hypotheses = self.judge_hypotheses()
-        adjusted = {}
+        adjusted: dict[str, float] = {}
         if self.study.stats.correction == "holm" and hypotheses:
+            # A hypothesis without a p-value (missing data) enters the family as p = 1.
             adjusted = holm({k: (v.p if v.p is not None else 1.0) for k, v in hypotheses.items()})
-        alpha = 1 - self.confidence
+        # PASS means the two-sided interval clears the threshold: a one-sided test at
+        # (1 - confidence) / 2, the level the adjusted p-values are held to.
+        alpha = (1 - self.confidence) / 2
         stages = {}
         for stage in self.results.stages:
             if stage not in self.study.stages:
                 continue
-            promoted, gates = self.promote(stage) if self.study.stages[stage].promote is not None else ([], self.gate(stage))
-            stages[stage] = {"gates": {a: v.to_dict() for a, v in gates.items()}, "promoted": promoted}
+            promoted, gates = self.promote(stage)
+            stages[stage] = {"gates": {a: v.to_dict() for a, v in gates.items()}, "promoted": promoted,
+                             "ranking": self.ranking(stage)}
         tiers, reached = self.tiers()
         return {
+            "stats": {"confidence": self.confidence, "method": self.study.stats.method,
+                      "correction": self.study.stats.correction, "alpha_one_sided": alpha},
             "hypotheses": {k: {**v.to_dict(), "claim": self.study.hypotheses[k].claim, "check": self.study.hypotheses[k].check,
-                               "holm_p": adjusted.get(k), "holds_after_holm": (adjusted[k] <= alpha) if k in adjusted and v.status == PASS else None}
+                               "holm_p": adjusted.get(k),
+                               "holds_after_holm": (adjusted[k] <= alpha) if k in adjusted and v.status == PASS else None}
                            for k, v in hypotheses.items()},
             "stages": stages,
             "champion": self.champion,

@@ -1,25 +1,34 @@
 """Estimates with uncertainty, propagated through a check's arithmetic.
 
-An arm's metric is a sample over its seeds. Its mean is an Estimate: a point, variance
-components (one per independent sample, each with its degrees of freedom, so that
-combinations get Welch-Satterthwaite degrees of freedom), and, for the bootstrap method,
-resampled draws. Arithmetic on Estimates propagates all three (delta method for products
-and quotients). ``slack`` is exact, non-statistical width (counts of undecided verdicts).
+An arm's metric is a sample over its seeds; its mean is an Estimate. The uncertainty is
+kept as influence vectors, one per independent sample (an arm's runs): the mean of x
+over runs i contributes (x_i - mean) / n. Arithmetic combines them linearly (the delta
+method for products and quotients), so an arm that appears twice in a check (a ratio
+(a - b) / b), or two metrics of the same runs (a.x - a.y, paired), are handled exactly;
+independent samples give Welch-Satterthwaite degrees of freedom. With the bootstrap
+method an Estimate also carries resampled draws (a fixed resampling per sample, so
+metrics of the same runs stay paired). ``slack`` is exact, non-statistical width (the
+undecided verdicts a count() may still gain).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from typing import Any, Hashable
 
 import numpy as np
-from scipy import stats as sps
+from scipy import special
+
+MAX_MORE_SEEDS = 1000  # beyond this, "more seeds" is no longer advice
 
 
 @dataclass(frozen=True)
 class Estimate:
     point: float
-    parts: tuple[tuple[float, float], ...] = ()  # (variance, degrees of freedom)
+    parts: dict[Hashable, np.ndarray] = field(default_factory=dict, compare=False)  # sample -> influence
     draws: np.ndarray | None = field(default=None, compare=False)
     slack_lo: float = 0.0
     slack_hi: float = 0.0
@@ -37,46 +46,53 @@ class Estimate:
         return Estimate(math.nan, missing=(name,))
 
     @staticmethod
-    def sample(values: list[float] | np.ndarray, rng_draws: np.ndarray | None = None) -> "Estimate":
-        """The mean of a sample of finite values. ``rng_draws``: bootstrap resample means."""
+    def sample(values: list[float] | np.ndarray, key: Hashable = "sample", draws: np.ndarray | None = None) -> "Estimate":
+        """The mean of a sample of finite values; ``key`` names the sample (its runs)."""
         arr = np.asarray(values, dtype=float)
         n = len(arr)
         mean = float(arr.mean())
-        parts: tuple = ()
-        if n >= 2:
-            var = float(arr.var(ddof=1)) / n
-            if var > 0:
-                parts = ((var, float(n - 1)),)
-        return Estimate(mean, parts, draws=rng_draws, n=n)
+        parts = {key: (arr - mean) / n} if n >= 2 else {}
+        return Estimate(mean, parts, draws=draws, n=n)
 
     # ---------------------------------------------------------------- properties
 
+    @cached_property
+    def _components(self) -> list[tuple[float, int]]:
+        """(variance, sample size) of each independent sample's contribution."""
+        out = []
+        for infl in self.parts.values():
+            n = len(infl)
+            var = float(n / (n - 1) * np.dot(infl, infl))
+            if var > 0 and math.isfinite(var):
+                out.append((var, n))
+        return out
+
     @property
     def se(self) -> float:
-        return math.sqrt(sum(v for v, _ in self.parts))
+        return math.sqrt(sum(v for v, _ in self._components))
 
     @property
     def df(self) -> float:
-        total = sum(v for v, _ in self.parts)
-        if total == 0:
-            return math.inf
-        denom = sum(v * v / d for v, d in self.parts if d > 0)
-        return total * total / denom if denom > 0 else math.inf
+        return welch_df([(v, n - 1) for v, n in self._components])
 
     @property
     def is_missing(self) -> bool:
         return bool(self.missing) or not math.isfinite(self.point)
+
+    @property
+    def uncertain(self) -> bool:
+        """Whether the estimate has statistical width (not a constant or a single run)."""
+        return self.draws is not None or bool(self._components)
 
     def interval(self, confidence: float) -> tuple[float, float]:
         if self.draws is not None and len(self.draws):
             alpha = (1 - confidence) / 2
             lo, hi = np.quantile(self.draws, [alpha, 1 - alpha])
             lo, hi = min(float(lo), self.point), max(float(hi), self.point)
-        elif self.parts:
-            half = t_quantile(confidence, self.df) * self.se
-            lo, hi = self.point - half, self.point + half
         else:
-            lo = hi = self.point
+            se = self.se
+            half = t_quantile(confidence, self.df) * se if se > 0 else 0.0
+            lo, hi = self.point - half, self.point + half
         return lo - self.slack_lo, hi + self.slack_hi
 
     def half_width(self, confidence: float) -> float:
@@ -87,17 +103,21 @@ class Estimate:
         """One-sided p-value for 'the true value is above ``threshold``' (small = confident)."""
         if self.draws is not None and len(self.draws):
             return float(np.mean(self.draws <= threshold))
-        if not self.parts:
-            return 0.0 if self.point > threshold or (self.point == threshold) else 1.0
-        z = (self.point - threshold) / self.se
-        return float(sps.t.sf(z, self.df)) if math.isfinite(self.df) else float(sps.norm.sf(z))
+        se = self.se
+        if se == 0:
+            return 0.0 if self.point >= threshold else 1.0
+        return t_sf((self.point - threshold) / se, self.df)
 
     # ---------------------------------------------------------------- arithmetic
 
-    def _merge(self, other: "Estimate", point: float, scale_self: float, scale_other: float,
-               draws: np.ndarray | None) -> "Estimate":
-        parts = tuple((v * scale_self ** 2, d) for v, d in self.parts) + tuple((v * scale_other ** 2, d) for v, d in other.parts)
-        parts = tuple(p for p in parts if p[0] > 0 and math.isfinite(p[0]))
+    def _combine(self, other: "Estimate", point: float, scale_self: float, scale_other: float,
+                 draws: np.ndarray | None) -> "Estimate":
+        parts: dict[Hashable, np.ndarray] = {}
+        for est, scale in ((self, scale_self), (other, scale_other)):
+            for key, infl in est.parts.items():
+                if scale == 0:
+                    continue
+                parts[key] = parts[key] + scale * infl if key in parts else scale * infl
         # slack: the widths move with the sign of each side's coefficient
         lo = hi = 0.0
         for est, scale in ((self, scale_self), (other, scale_other)):
@@ -114,40 +134,109 @@ class Estimate:
             return op(a, b)
 
     def __add__(self, other: "Estimate") -> "Estimate":
-        return self._merge(other, self.point + other.point, 1.0, 1.0, self._draws(other, np.add))
+        return self._combine(other, self.point + other.point, 1.0, 1.0, self._draws(other, np.add))
 
     def __sub__(self, other: "Estimate") -> "Estimate":
-        return self._merge(other, self.point - other.point, 1.0, -1.0, self._draws(other, np.subtract))
+        return self._combine(other, self.point - other.point, 1.0, -1.0, self._draws(other, np.subtract))
 
     def __mul__(self, other: "Estimate") -> "Estimate":
-        return self._merge(other, self.point * other.point, other.point, self.point, self._draws(other, np.multiply))
+        return self._combine(other, self.point * other.point, other.point, self.point, self._draws(other, np.multiply))
 
     def __truediv__(self, other: "Estimate") -> "Estimate":
         if other.point == 0:
             return Estimate(math.nan, missing=self.missing + other.missing + ("division by zero",))
         b = other.point
-        return self._merge(other, self.point / b, 1 / b, -self.point / (b * b), self._draws(other, np.divide))
+        return self._combine(other, self.point / b, 1 / b, -self.point / (b * b), self._draws(other, np.divide))
 
     def __neg__(self) -> "Estimate":
         draws = -self.draws if self.draws is not None else None
-        return Estimate(-self.point, self.parts, draws, self.slack_hi, self.slack_lo, self.missing, self.n)
+        return Estimate(-self.point, {k: -v for k, v in self.parts.items()}, draws, self.slack_hi, self.slack_lo,
+                        self.missing, self.n)
 
     def apply(self, fn, derivative: float) -> "Estimate":
         """A smooth function of one estimate (delta method)."""
-        parts = tuple((v * derivative ** 2, d) for v, d in self.parts)
+        parts = {k: derivative * v for k, v in self.parts.items()}
         draws = fn(self.draws) if self.draws is not None else None
         return Estimate(float(fn(np.float64(self.point))), parts, draws, self.slack_lo, self.slack_hi, self.missing)
 
 
+# -------------------------------------------------------------------- distributions
+
+
+@lru_cache(maxsize=4096)
 def t_quantile(confidence: float, df: float) -> float:
+    """The two-sided critical value: t (normal for infinite df)."""
     q = 1 - (1 - confidence) / 2
-    return float(sps.norm.ppf(q)) if not math.isfinite(df) else float(sps.t.ppf(q, df))
+    if not math.isfinite(df):
+        return float(special.ndtri(q))
+    return float(special.stdtrit(df, q))
 
 
-def bootstrap_means(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Resampled means of ``values`` for a fixed index matrix [B, n] (shared by an arm's
-    metrics, so metrics of the same runs stay paired)."""
-    return values[index].mean(axis=1)
+def t_sf(z: float, df: float) -> float:
+    return float(special.ndtr(-z)) if not math.isfinite(df) else float(special.stdtr(df, -z))
+
+
+def welch_df(components: list[tuple[float, float]]) -> float:
+    """Welch-Satterthwaite degrees of freedom of a sum of (variance, df) components."""
+    total = sum(v for v, _ in components)
+    denom = sum(v * v / d for v, d in components if d > 0)
+    return total * total / denom if total > 0 and denom > 0 else math.inf
+
+
+# -------------------------------------------------------------------- samples
+
+
+@lru_cache(maxsize=4096)
+def bootstrap_index(key: Hashable, n: int, samples: int) -> np.ndarray:
+    """A fixed resampling [samples, n] for one sample (seeded by its key), shared by
+    every metric of the same runs so that they stay paired, and reproducible."""
+    seed = int(hashlib.sha256(repr(key).encode()).hexdigest()[:8], 16)
+    return np.random.default_rng(seed).integers(0, n, size=(samples, n))
+
+
+def mean_estimate(values: list[float] | np.ndarray, key: Hashable, method: str = "t", samples: int = 2000) -> Estimate:
+    """The Estimate of the mean of finite ``values`` by the study's method."""
+    arr = np.asarray(values, dtype=float)
+    draws = arr[bootstrap_index(key, len(arr), samples)].mean(axis=1) if method == "bootstrap" and len(arr) > 1 else None
+    return Estimate.sample(arr, key, draws)
+
+
+def summarize(values: list[float], confidence: float, method: str = "t", samples: int = 2000,
+              key: Hashable = "sample") -> dict[str, Any]:
+    """n (finite values of those planned), mean, std and the confidence interval of the
+    mean, by the study's method (t or bootstrap)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    base: dict[str, Any] = {"n": len(finite), "planned": len(values), "method": method}
+    if not finite:
+        return {**base, "mean": None, "std": None, "ci_lo": None, "ci_hi": None}
+    est = mean_estimate(finite, key, method, samples)
+    lo, hi = est.interval(confidence)
+    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+    return {**base, "mean": est.point, "std": std, "ci_lo": lo, "ci_hi": hi}
+
+
+def seeds_to_settle(est: Estimate, margin: float, confidence: float) -> int | None:
+    """About how many more seeds per arm would shrink the interval of ``est`` below
+    ``margin`` (its point's distance to the threshold), if the spread holds. None when
+    no number up to MAX_MORE_SEEDS would (or the width is not statistical)."""
+    comps = est._components
+    if margin <= 0 or not comps or est.slack_lo or est.slack_hi:
+        return None
+
+    def half(k: int) -> float:
+        grown = [(v * n / (n + k), n + k - 1) for v, n in comps]
+        return t_quantile(confidence, welch_df(grown)) * math.sqrt(sum(v for v, _ in grown))
+
+    if half(MAX_MORE_SEEDS) >= margin:
+        return None
+    lo, hi = 1, MAX_MORE_SEEDS
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if half(mid) < margin:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def holm(pvalues: dict[str, float]) -> dict[str, float]:
@@ -160,14 +249,3 @@ def holm(pvalues: dict[str, float]) -> dict[str, float]:
         running = max(running, min(1.0, (m - i) * pvalues[key]))
         adjusted[key] = running
     return adjusted
-
-
-def describe(values: list[float], confidence: float) -> dict[str, float | int | None]:
-    """n, mean, std and the t confidence interval of a sample's finite values."""
-    arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    n = len(arr)
-    if n == 0:
-        return {"n": 0, "mean": None, "std": None, "ci_lo": None, "ci_hi": None}
-    est = Estimate.sample(arr)
-    lo, hi = est.interval(confidence)
-    return {"n": n, "mean": est.point, "std": float(arr.std(ddof=1)) if n > 1 else 0.0, "ci_lo": lo, "ci_hi": hi}

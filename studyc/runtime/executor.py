@@ -6,6 +6,7 @@ Each run is a process in its own process group, so cancelling it takes its child
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -37,6 +38,10 @@ class JobState:
 
 
 class Executor(Protocol):
+    """Starts runs and reports on them. An executor may also offer ``wait(handles,
+    timeout)`` (block until one may have ended) and ``reap(handle)`` (make sure a
+    cancelled run is gone); the scheduler uses them when present."""
+
     def submit(self, job: Job) -> Any: ...
 
     def poll(self, handle: Any) -> JobState: ...
@@ -44,10 +49,43 @@ class Executor(Protocol):
     def cancel(self, handle: Any, sig: int = signal.SIGTERM) -> None: ...
 
 
-class LocalExecutor:
-    """Runs jobs as child processes of this machine."""
+@dataclass
+class LocalHandle:
+    proc: subprocess.Popen
+    pidfd: int | None  # readable once the process exits: exits are seen at once, without polling
 
-    def submit(self, job: Job) -> subprocess.Popen:
+    @property
+    def pgid(self) -> int:
+        return self.proc.pid  # each run leads its own session and process group
+
+
+# Run by /bin/sh before a job's command. The job's stdin is the read end of the executor's
+# lifeline pipe, whose write end only studyc holds: a background watcher blocks on it and,
+# when studyc dies (even by SIGKILL) and the pipe closes, kills the job's whole process
+# group, grandchildren included. The command itself reads /dev/null. TERM is trapped so
+# that the shell outlives a SIGTERM until its command has ended (the command, exec'd
+# afresh, gets the default handling back).
+_LIFELINE = "trap 'exit 143' TERM; exec 3<&0 </dev/null; { read _ <&3; kill -KILL 0; } & exec 3<&-; "
+
+
+class LocalExecutor:
+    """Runs jobs as child processes of this machine, each in its own process group, none
+    outliving studyc."""
+
+    def __init__(self) -> None:
+        self._lifeline: tuple[int, int] | None = None
+
+    def _lifeline_fd(self) -> int:
+        if self._lifeline is None:
+            self._lifeline = os.pipe()  # not inherited: only studyc holds the write end
+        return self._lifeline[0]
+
+    def __del__(self) -> None:
+        if self._lifeline is not None:
+            for fd in self._lifeline:
+                os.close(fd)
+
+    def submit(self, job: Job) -> LocalHandle:
         job.run_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         # The interpreter that runs studyc also runs `python ...` commands: a venv works
@@ -59,33 +97,53 @@ class LocalExecutor:
         # A run sees only the GPUs it was packed onto (none for a CPU run).
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, job.gpus))
         env["PYTHONUNBUFFERED"] = "1"
-        log = open(job.run_dir / LOG_FILE, "ab")
+        with open(job.run_dir / LOG_FILE, "ab") as log:
+            proc = subprocess.Popen(["/bin/sh", "-c", _LIFELINE + job.command], cwd=job.workdir, env=env, stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=self._lifeline_fd(), start_new_session=True)
         try:
-            return subprocess.Popen(["/bin/sh", "-c", job.command], cwd=job.workdir, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        finally:
-            log.close()
+            pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        return LocalHandle(proc, pidfd)
 
-    def poll(self, handle: subprocess.Popen) -> JobState:
-        code = handle.poll()
+    def poll(self, handle: LocalHandle) -> JobState:
+        code = handle.proc.poll()
+        if code is not None:
+            _close(handle)
         return JobState(running=code is None, exit_code=code)
 
-    def cancel(self, handle: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    def wait(self, handles: list[LocalHandle], timeout: float) -> None:
+        fds = [h.pidfd for h in handles if h.pidfd is not None]
+        if len(fds) < len(handles) or not fds:  # no pidfds (old kernel): poll
+            time.sleep(max(0.0, min(timeout, 0.01)))
+            return
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        poller.poll(max(0.0, timeout) * 1000)
+
+    def cancel(self, handle: LocalHandle, sig: int = signal.SIGTERM) -> None:
         try:
-            os.killpg(handle.pid, sig)
+            os.killpg(handle.pgid, sig)
         except (ProcessLookupError, PermissionError):
             pass
 
-    def reap(self, handle: subprocess.Popen, grace_s: float = 5.0) -> None:
+    def reap(self, handle: LocalHandle, grace_s: float = 5.0) -> None:
         """After a cancel: wait for the group to go, then kill what is left."""
-        deadline = time.monotonic() + grace_s
-        while handle.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if handle.poll() is None:
+        try:
+            handle.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
             self.cancel(handle, signal.SIGKILL)
-            handle.wait()
+            handle.proc.wait()
         else:
             self.cancel(handle, signal.SIGKILL)  # stray grandchildren in the group
+        _close(handle)
+
+
+def _close(handle: LocalHandle) -> None:
+    if handle.pidfd is not None:
+        os.close(handle.pidfd)
+        handle.pidfd = None
 
 
 def tail(path: Path, lines: int = 50) -> str:

@@ -19,12 +19,13 @@ def classify(exit_code: int | None, log_tail: str, series: list[dict[str, Any]],
 
     ``killed_by_us`` names why studyc stopped the run itself (timeout or a stop rule's
     class); a SIGTERM studyc did not send means the machine is going away (preempted),
-    a SIGKILL it did not send is the host's OOM killer.
+    a SIGKILL it did not send is the host's OOM killer. A run that exits cleanly but
+    whose metrics end in NaN or inf diverged all the same.
     """
     if killed_by_us:
         return killed_by_us
     if exit_code == 0:
-        return None
+        return "diverged" if _ends_non_finite(series) else None
     if _OOM.search(log_tail or ""):
         return "oom"
     if exit_code in (-signal.SIGKILL, 128 + signal.SIGKILL):
@@ -38,6 +39,14 @@ def classify(exit_code: int | None, log_tail: str, series: list[dict[str, Any]],
 
 def _non_finite(series: list[dict[str, Any]]) -> bool:
     return any(isinstance(v, float) and not math.isfinite(v) for rec in series for k, v in rec.items() if k not in ("t", "step"))
+
+
+def _ends_non_finite(series: list[dict[str, Any]]) -> bool:
+    """Whether some metric's last logged value is NaN or inf."""
+    last: dict[str, Any] = {}
+    for record in series:
+        last.update(record)
+    return _non_finite([last])
 
 
 class StopRules:

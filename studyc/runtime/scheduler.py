@@ -10,13 +10,16 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from studyc.compiler.plan import RunPlan, render_command
 from studyc.errors import RunError
+from studyc.runtime import procs, wandb_log
 from studyc.runtime.executor import LOG_FILE, Executor, Job, tail
 from studyc.runtime.failures import StopRules, apply_edits, classify
 from studyc.runtime.sdk import METRICS_FILE, read_metrics
@@ -32,13 +35,15 @@ TIMEOUT_FACTOR = 3.0
 class Event:
     """Something the person watching should know. The CLI decides how to show it."""
 
-    kind: str  # start, end, retry, cached, skip, progress
+    kind: str  # start, progress, end, retry, cached, skip, wait (run by another studyc), interrupted
     run: RunPlan
     status: str | None = None
     failure: str | None = None
     message: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     attempt: int = 0
+    usd: float = 0.0  # what the attempt spent (end, retry)
+    gpu_hours: float = 0.0
 
 
 @dataclass
@@ -52,19 +57,22 @@ class _Active:
     gpus: list[int]
     offset: int = 0
     killed_by: str | None = None
+    kill_at: float | None = None  # when to SIGKILL a run that ignores SIGTERM
     latest: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
 class Spend:
-    """Money and GPU time used so far in this invocation, against the budget."""
+    """Money and GPU time the study has used so far (earlier invocations included), against
+    the budget."""
 
     usd: float = 0.0
     gpu_hours: float = 0.0
 
 
-class Interrupted(Exception):
-    """Ctrl-C: scheduling stopped, children terminated, store consistent."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM to studyc): scheduling stopped, children terminated, the store
+    consistent. A KeyboardInterrupt, so callers treat it as the user's Ctrl-C."""
 
 
 def detect_gpus() -> list[float]:
@@ -88,11 +96,35 @@ def host_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def host_memory_gb() -> float | None:
+    """This machine's memory in GB, None when unknown."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+    return pages * size / 1e9
+
+
+@dataclass
+class _Queued:
+    run: RunPlan
+    config: dict[str, Any]
+    resume: bool = False
+
+
 class Scheduler:
+    """Runs one stage's runs at a time on ``executor``, keeping ``store`` true throughout.
+
+    SIGINT and SIGTERM (when run on the main thread) stop scheduling: the runs in flight
+    are terminated with their process groups, put back in the queue, and ``execute``
+    raises ``Interrupted``.
+    """
+
     def __init__(self, study: Study, store: Store, executor: Executor, workdir: str, parallel: int,
                  on_event: Callable[[Event], None] = lambda e: None, rerun: set[str] | None = None,
-                 cpus: int | None = None, gpus: list[float] | None = None, poll_s: float = 0.01,
-                 live_s: float = 0.25, spend: Spend | None = None, study_key: tuple[str, str | None] | None = None):
+                 cpus: int | None = None, gpus: list[float] | None = None, memory_gb: float | None = None,
+                 poll_s: float = 0.01, live_s: float = 0.25, spend: Spend | None = None,
+                 study_key: tuple[str, str | None] | None = None, grace_s: float = 5.0):
         self.study = study
         self.store = store
         self.executor = executor
@@ -102,12 +134,20 @@ class Scheduler:
         self.rerun = rerun or set()
         self.cpus = cpus or host_cpus()
         self.gpu_memory = gpus if gpus is not None else None
+        self.memory_gb = memory_gb or host_memory_gb()
         self.poll_s = poll_s
         self.live_s = live_s
+        self.grace_s = grace_s
         self.stop_rules = StopRules(study)
         self.spend = spend or Spend()
         self.study_key = study_key
+        if study_key:  # what earlier invocations spent counts against the budget too
+            usd, gpu_hours = store.spent(*study_key)
+            self.spend.usd += usd
+            self.spend.gpu_hours += gpu_hours
+        self.owner = procs.owner_token()
         self._retries_used: dict[tuple[str, str], int] = {}
+        self._stopping: int | None = None
 
     # ------------------------------------------------------------ packing
 
@@ -120,6 +160,9 @@ class Scheduler:
         """Refuse, before starting anything, runs this machine can never hold."""
         for run in runs:
             res = run.resources
+            if self.memory_gb and res.get("memory_gb", 0) > self.memory_gb:
+                raise RunError(f"run {run.arm} (seed {run.seed}) needs {res['memory_gb']:g} GB of memory; this machine has "
+                               f"{self.memory_gb:.1f} GB", "lower memory_gb, or run on the cloud (--cloud)")
             need = _gpu_count(res)
             if need:
                 gpus = self._gpus()
@@ -138,6 +181,10 @@ class Scheduler:
         used_cpus = sum(a.run.resources["cpus"] for a in active.values())
         if active and used_cpus + res["cpus"] > self.cpus:
             return None
+        if res.get("memory_gb") and self.memory_gb:
+            used_memory = sum(a.run.resources.get("memory_gb", 0) for a in active.values())
+            if used_memory + res["memory_gb"] > self.memory_gb:
+                return None
         need = _gpu_count(res)
         if not need:
             return []
@@ -157,50 +204,135 @@ class Scheduler:
 
     def execute(self, runs: list[RunPlan]) -> None:
         """Run what is not already done. Returns when every run has ended."""
-        todo: deque[tuple[RunPlan, dict[str, Any], bool]] = deque()
+        self.store.recover_interrupted([r.id for r in runs])
+        records = self.store.records([r.id for r in runs])
+        todo: deque[_Queued] = deque()
+        twins: list[RunPlan] = []  # arms identical to an earlier one: the same run, executed once
+        queued: set[str] = set()
         for run in runs:
-            record = self.store.get(run.id)
+            record = records.get(run.id)
             if record is not None and record.status == "done" and run.arm not in self.rerun:
                 self.on_event(Event("cached", run, status="done"))
-                continue
-            todo.append((run, run.config, False))
+            elif run.id in queued:
+                twins.append(run)
+            else:
+                queued.add(run.id)
+                todo.append(self._queued(run, record))
         if not todo:
             return
-        self.check_fits([r for r, _, _ in todo])
+        self.check_fits([q.run for q in todo])
         active: dict[str, _Active] = {}
+        elsewhere: dict[str, RunPlan] = {}  # being run by another studyc (a study sharing them)
         last_live = 0.0
-        try:
-            while todo or active:
-                progressed = self._start_ready(todo, active)
-                now = time.monotonic()
-                live = now - last_live >= self.live_s
-                if live:
-                    last_live = now
-                for run_id in list(active):
-                    progressed |= self._check(active, run_id, todo, live)
-                if not progressed:
-                    time.sleep(self.poll_s)
-        except KeyboardInterrupt:
-            self._interrupt(active)
-            raise Interrupted() from None
+        with self._signals():
+            try:
+                while todo or active or elsewhere:
+                    if self._stopping:
+                        raise Interrupted()
+                    progressed = self._start_ready(todo, active, elsewhere)
+                    now = time.monotonic()
+                    live = now - last_live >= self.live_s
+                    if live:
+                        last_live = now
+                    for run_id in list(active):
+                        progressed |= self._check(active, run_id, todo, live)
+                    if elsewhere and live:
+                        progressed |= self._check_elsewhere(elsewhere, todo)
+                    if not progressed:
+                        self._wait(active, last_live + self.live_s - time.monotonic())
+            except BaseException:
+                self._interrupt(active)
+                raise
+        for twin in twins:
+            record = self.store.get(twin.id)
+            message = "the same run as an identical arm"
+            if record.status == "done":
+                self.on_event(Event("cached", twin, status="done", message=message))
+            elif record.status == "failed":
+                self.on_event(Event("end", twin, status="failed", failure=record.failure, message=message))
+            else:
+                self._skip(twin, f"{message}, which was skipped")
 
-    def _start_ready(self, todo: deque, active: dict[str, _Active]) -> bool:
+    def _queued(self, run: RunPlan, record: Any) -> _Queued:
+        """A run to start. One whose last attempt was cut short (Ctrl-C, or studyc died)
+        continues from its checkpoint when the playbook resumes preempted runs."""
+        playbook = self.study.on_failure.get("preempted")
+        if record is None or record.status != "queued" or not record.attempts or not (playbook and playbook.resume):
+            return _Queued(run, run.config)
+        last = self.store.attempts(run.id)[-1]
+        if last["status"] == "interrupted" or last["failure"] == "preempted":
+            return _Queued(run, json.loads(last["config"]), resume=True)
+        return _Queued(run, run.config)
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop(signum: int, frame: Any) -> None:
+            self._stopping = signum
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _wait(self, active: dict[str, _Active], timeout: float) -> None:
+        """Until a run may have ended, or the next live tick (``timeout`` seconds)."""
+        wait = getattr(self.executor, "wait", None)
+        if not active:  # only runs of another studyc: they are looked at on live ticks
+            time.sleep(max(0.0, timeout))
+        elif wait is not None:
+            wait([a.handle for a in active.values()], timeout)
+        else:
+            time.sleep(max(0.0, min(timeout, self.poll_s)))
+
+    def _start_ready(self, todo: deque[_Queued], active: dict[str, _Active], elsewhere: dict[str, RunPlan]) -> bool:
+        # budget.together: runs go in waves of `parallel` that start together, on an idle machine.
+        if self.study.budget.together and active:
+            return False
         started = False
-        waiting: deque = deque()
+        waiting: deque[_Queued] = deque()
         while todo and len(active) < self.parallel:
-            run, config, resume = todo.popleft()
-            reason = self._over_budget(run, active)
+            item = todo.popleft()
+            reason = self._over_budget(item.run, active)
             if reason:
-                self._skip(run, reason)
+                self._skip(item.run, reason)
                 continue
-            gpus = self._place(run, active)
+            gpus = self._place(item.run, active)
             if gpus is None:
-                waiting.append((run, config, resume))
+                waiting.append(item)
                 continue
-            self._submit(run, config, resume, gpus, active)
-            started = True
+            if self._submit(item, gpus, active):
+                started = True
+            else:
+                elsewhere[item.run.id] = item.run
+                self.on_event(Event("wait", item.run, status="running", message="being run by another studyc"))
         todo.extendleft(reversed(waiting))
         return started
+
+    def _check_elsewhere(self, elsewhere: dict[str, RunPlan], todo: deque[_Queued]) -> bool:
+        """Runs another studyc was running: reuse them once done, take them over if it died."""
+        self.store.recover_interrupted(list(elsewhere))
+        records = self.store.records(list(elsewhere))
+        changed = False
+        for run_id, run in list(elsewhere.items()):
+            record = records[run_id]
+            if record.status == "running":
+                continue
+            del elsewhere[run_id]
+            changed = True
+            if record.status == "done":
+                self.on_event(Event("cached", run, status="done", message="finished by another studyc"))
+            elif record.status == "failed":
+                self.on_event(Event("end", run, status="failed", failure=record.failure, attempt=record.attempts,
+                                    message="failed in another studyc"))
+            else:
+                todo.append(self._queued(run, record))
+        return changed
 
     def _over_budget(self, run: RunPlan, active: dict[str, _Active]) -> str | None:
         budget = self.study.budget
@@ -219,7 +351,12 @@ class Scheduler:
             self.store.mark_skipped(self.study_key[0], self.study_key[1], run, reason)
         self.on_event(Event("skip", run, status="skipped", message=reason))
 
-    def _submit(self, run: RunPlan, config: dict[str, Any], resume: bool, gpus: list[int], active: dict[str, _Active]) -> None:
+    def _submit(self, item: _Queued, gpus: list[int], active: dict[str, _Active]) -> bool:
+        """Start one attempt; False if another studyc holds the run."""
+        run, config, resume = item.run, item.config, item.resume
+        attempt = self.store.claim(run.id, config, self.owner)
+        if attempt is None:
+            return False
         run_dir = self.store.run_dir(run.id)
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)  # a fresh attempt starts clean; a resumed one keeps checkpoints
@@ -235,26 +372,42 @@ class Scheduler:
             "STUDYC_STAGE": run.stage,
             "STUDYC_SEED": str(run.seed),
             "STUDYC_STUDY": self.study.study,
+            "STUDYC_RESUME": "1" if resume else "0",
         })
+        env.update(wandb_log.run_env(self.study, run.arm, run.stage, run.seed, attempt))
         command = run.command if config is run.config else _rerender(run, config)
-        attempt = self.store.start(run.id, config)
-        handle = self.executor.submit(Job(run.id, command, self.workdir, env, run_dir, run.resources["cpus"], gpus))
+        offset = (run_dir / METRICS_FILE).stat().st_size if resume and (run_dir / METRICS_FILE).exists() else 0
+        try:
+            handle = self.executor.submit(Job(run.id, command, self.workdir, env, run_dir, run.resources["cpus"], gpus))
+        except OSError as exc:  # e.g. the workdir is gone: this run fails, the study goes on
+            message = f"studyc could not start the run: {exc}"
+            self.store.finish(run.id, "failed", None, "crashed", message, [], 0.0, 0.0)
+            self.on_event(Event("end", run, status="failed", failure="crashed", attempt=attempt, message=message))
+            return True
+        self.store.launched(run.id, getattr(handle, "pgid", None))
         timeout = run.resources.get("timeout")
         timeout_s = timeout * 3600 if timeout else max(MIN_TIMEOUT_S, run.est_hours * 3600 * TIMEOUT_FACTOR)
-        offset = (run_dir / METRICS_FILE).stat().st_size if resume and (run_dir / METRICS_FILE).exists() else 0
         active[run.id] = _Active(run, handle, config, attempt, time.monotonic(), timeout_s, gpus, offset)
-        self.on_event(Event("start", run, status="running", attempt=attempt))
+        self.on_event(Event("start", run, status="running", attempt=attempt, message="resumed" if resume else None))
+        return True
 
-    def _check(self, active: dict[str, _Active], run_id: str, todo: deque, live: bool) -> bool:
+    def _check(self, active: dict[str, _Active], run_id: str, todo: deque[_Queued], live: bool) -> bool:
         a = active[run_id]
         state = self.executor.poll(a.handle)
         if state.running:
             if live:
                 self._follow(a)
-            if a.killed_by is None and time.monotonic() - a.started > a.timeout_s:
+            now = time.monotonic()
+            if a.killed_by is None and now - a.started > a.timeout_s:
                 self._stop(a, "timeout")
+            elif a.kill_at is not None and now > a.kill_at:  # ignored SIGTERM
+                self.executor.cancel(a.handle, signal.SIGKILL)
+                a.kill_at = None
             return False
         del active[run_id]
+        reap = getattr(self.executor, "reap", None)
+        if reap is not None:
+            reap(a.handle, grace_s=0)  # whatever the run left behind in its process group
         self._follow(a)
         self._finish(a, state.exit_code, todo)
         return True
@@ -289,13 +442,12 @@ class Scheduler:
             self.on_event(Event("progress", a.run, status="running", metrics=dict(a.latest), attempt=a.attempt))
 
     def _stop(self, a: _Active, why: str) -> None:
+        """Ask a run to end (SIGTERM to its group); SIGKILL follows if it lingers."""
         a.killed_by = why
+        a.kill_at = time.monotonic() + self.grace_s
         self.executor.cancel(a.handle, signal.SIGTERM)
-        reap = getattr(self.executor, "reap", None)
-        if reap is not None:
-            reap(a.handle, grace_s=5.0)
 
-    def _finish(self, a: _Active, exit_code: int | None, todo: deque) -> None:
+    def _finish(self, a: _Active, exit_code: int | None, todo: deque[_Queued]) -> None:
         run = a.run
         run_dir = self.store.run_dir(run.id)
         series = read_metrics(run_dir / METRICS_FILE)
@@ -312,15 +464,14 @@ class Scheduler:
         self.store.finish(run.id, status, exit_code, failure, log_tail if failure else None, series, usd, gpu_hours,
                           final=retry is None)
         if retry is not None:
-            config, resume = retry
-            todo.appendleft((run, config, resume))
-            self.on_event(Event("retry", run, status="queued", failure=failure, attempt=a.attempt,
-                                message=_edits_text(a.config, config, resume)))
+            todo.appendleft(retry)
+            self.on_event(Event("retry", run, status="queued", failure=failure, attempt=a.attempt, usd=usd,
+                                gpu_hours=gpu_hours, message=_edits_text(a.config, retry.config, retry.resume)))
         else:
-            self.on_event(Event("end", run, status=status, failure=failure, attempt=a.attempt,
+            self.on_event(Event("end", run, status=status, failure=failure, attempt=a.attempt, usd=usd, gpu_hours=gpu_hours,
                                 metrics=_final_values(series), message=_last_line(log_tail) if failure else None))
 
-    def _recovery(self, run: RunPlan, failure: str, config: dict[str, Any]) -> tuple[dict[str, Any], bool] | None:
+    def _recovery(self, run: RunPlan, failure: str, config: dict[str, Any]) -> _Queued | None:
         playbook = self.study.on_failure.get(failure)
         if playbook is None:
             return None
@@ -329,16 +480,22 @@ class Scheduler:
         if used >= playbook.retries:
             return None
         self._retries_used[key] = used + 1
-        return apply_edits(config, playbook.config), playbook.resume
+        return _Queued(run, apply_edits(config, playbook.config), playbook.resume)
 
     def _interrupt(self, active: dict[str, _Active]) -> None:
+        """Terminate the runs in flight (their whole process groups) and put them back in
+        the queue, so the store says what is true."""
         for a in active.values():
             self.executor.cancel(a.handle, signal.SIGTERM)
+        reap = getattr(self.executor, "reap", None)
+        deadline = time.monotonic() + self.grace_s
         for a in active.values():
-            reap = getattr(self.executor, "reap", None)
             if reap is not None:
-                reap(a.handle, grace_s=5.0)
+                reap(a.handle, grace_s=max(0.0, deadline - time.monotonic()))
         self.store.requeue(list(active))
+        for a in active.values():
+            self.on_event(Event("interrupted", a.run, status="queued", attempt=a.attempt))
+        active.clear()
 
 
 def _gpu_count(resources: dict[str, Any]) -> int:

@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from studyc.runtime import wandb_log
+
 METRICS_FILE = "metrics.jsonl"
 
 _sink: Any = None  # (run directory, open metrics file): reopened if the directory changes
-_wandb_run: Any = None
+_wandb_run: Any = None  # opened on the first log() when studyc passed tracking settings
 
 
 def config(defaults: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -60,7 +62,7 @@ def log(step: int | None = None, **metrics: Any) -> None:
     Each call appends one JSON line and flushes it, so studyc can follow a run live
     (progress, stop rules). NaN and inf are kept: a diverged run must be visible.
     """
-    global _sink
+    global _sink, _wandb_run
     values = {name: _to_number(name, value) for name, value in metrics.items()}
     record: dict[str, Any] = {"t": round(time.time(), 3)}
     if step is not None:
@@ -75,6 +77,8 @@ def log(step: int | None = None, **metrics: Any) -> None:
             _sink = (base, open(base / METRICS_FILE, "a", buffering=1, encoding="utf-8"))
         _sink[1].write(json.dumps(record) + "\n")
         _sink[1].flush()
+    if _wandb_run is None and wandb_log.enabled():
+        _wandb_run = wandb_log.init_from_env(config())
     if _wandb_run is not None:
         finite = {k: v for k, v in values.items() if math.isfinite(v)}
         _wandb_run.log(finite, step=step)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from studyc.runtime import procs
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -35,7 +37,9 @@ CREATE TABLE IF NOT EXISTS runs (
     est_hours REAL,
     est_usd REAL,
     gpu_hours REAL,
-    usd REAL
+    usd REAL,
+    owner TEXT,
+    pgid INTEGER
 );
 CREATE TABLE IF NOT EXISTS attempts (
     run_id TEXT NOT NULL,
@@ -82,6 +86,8 @@ CREATE INDEX IF NOT EXISTS study_runs_run ON study_runs (run_id);
 """
 
 STATUSES = ("queued", "running", "done", "failed", "skipped")
+# Columns added after the first release: (table, column, type), added to older stores.
+_ADDED_COLUMNS = [("runs", "owner", "TEXT"), ("runs", "pgid", "INTEGER")]
 
 
 def default_home() -> Path:
@@ -118,6 +124,13 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=30000")
         self.db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        for table, column, kind in _ADDED_COLUMNS:
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -174,8 +187,8 @@ class Store:
         """Enter planned runs (queued unless already known) and link them to the study."""
         with self.transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO runs (id, command, config, seed, est_hours, est_usd, gpu_hours) VALUES (?,?,?,?,?,?,?)",
-                [(r.id, r.command, json.dumps(r.config, sort_keys=True), r.seed, r.est_hours, r.est_usd, r.gpu_hours) for r in runs])
+                "INSERT OR IGNORE INTO runs (id, command, config, seed, est_hours, est_usd) VALUES (?,?,?,?,?,?)",
+                [(r.id, r.command, json.dumps(r.config, sort_keys=True), r.seed, r.est_hours, r.est_usd) for r in runs])
             db.executemany(
                 "INSERT INTO study_runs (study, profile, stage, arm, seed, run_id) VALUES (?,?,?,?,?,?)"
                 " ON CONFLICT (study, profile, stage, arm, seed) DO UPDATE SET run_id=excluded.run_id, skipped=NULL",
@@ -207,21 +220,35 @@ class Store:
                 out[row["id"]] = _record(row)
         return out
 
-    def start(self, run_id: str, config: dict[str, Any]) -> int:
-        """Mark a run running; returns the attempt number."""
+    def claim(self, run_id: str, config: dict[str, Any], owner: str) -> int | None:
+        """Mark a run running for the studyc named ``owner``; returns the attempt number,
+        or None when another live studyc (another study sharing the run) is running it."""
         now = time.time()
         with self.transaction() as db:
+            row = db.execute("SELECT status, owner FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"run {run_id} is not in the store (add_runs comes first)")
+            if row["status"] == "running" and row["owner"] != owner and procs.owner_alive(row["owner"]):
+                return None
             db.execute("UPDATE runs SET status='running', attempts=attempts+1, started_at=?, ended_at=NULL, host=?, failure=NULL,"
-                       " exit_code=NULL WHERE id=?", (now, socket.gethostname(), run_id))
+                       " exit_code=NULL, owner=?, pgid=NULL WHERE id=?", (now, socket.gethostname(), owner, run_id))
             attempt = db.execute("SELECT attempts FROM runs WHERE id=?", (run_id,)).fetchone()[0]
             db.execute("INSERT OR REPLACE INTO attempts (run_id, attempt, status, started_at, config) VALUES (?,?,?,?,?)",
                        (run_id, attempt, "running", now, json.dumps(config, sort_keys=True)))
         return attempt
 
+    def launched(self, run_id: str, pgid: int | None) -> None:
+        """Remember the run's process group, so that a later studyc can clean up after a
+        studyc that died."""
+        if pgid is not None:
+            with self.transaction() as db:
+                db.execute("UPDATE runs SET pgid=? WHERE id=?", (pgid, run_id))
+
     def finish(self, run_id: str, status: str, exit_code: int | None, failure: str | None, log_tail: str | None,
                series: list[dict[str, Any]], usd: float | None, gpu_hours: float | None, final: bool = True) -> None:
         """Record an attempt's end and the run's metric series, atomically. A failed attempt
-        that will be retried leaves the run queued (``final`` False)."""
+        that will be retried leaves the run queued (``final`` False). ``usd`` and
+        ``gpu_hours`` are what the attempt spent; the run keeps the sum over attempts."""
         now = time.time()
         rows = []
         for seq, record in enumerate(series):
@@ -236,33 +263,63 @@ class Store:
                        (status, failure, exit_code, now, log_tail, run_id, attempt))
             db.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
             db.executemany("INSERT INTO metrics (run_id, seq, step, name, value) VALUES (?,?,?,?,?)", rows)
-            db.execute("UPDATE runs SET status=?, failure=?, exit_code=?, ended_at=?, log_tail=?,"
-                       " usd=COALESCE(usd,0)+?, gpu_hours=? WHERE id=?",
-                       (status if final else "queued", failure, exit_code, now, log_tail, usd or 0.0, gpu_hours, run_id))
+            db.execute("UPDATE runs SET status=?, failure=?, exit_code=?, ended_at=?, log_tail=?, owner=NULL, pgid=NULL,"
+                       " usd=COALESCE(usd,0)+?, gpu_hours=COALESCE(gpu_hours,0)+? WHERE id=?",
+                       (status if final else "queued", failure, exit_code, now, log_tail, usd or 0.0, gpu_hours or 0.0, run_id))
 
     def requeue(self, run_ids: list[str]) -> None:
+        """Runs stopped by Ctrl-C: back to the queue, their attempt marked interrupted."""
+        now = time.time()
         with self.transaction() as db:
-            db.executemany("UPDATE runs SET status='queued', failure=NULL, exit_code=NULL WHERE id=?", [(r,) for r in run_ids])
+            db.executemany("UPDATE attempts SET status='interrupted', ended_at=? WHERE run_id=? AND status='running'",
+                           [(now, r) for r in run_ids])
+            db.executemany("UPDATE runs SET status='queued', failure=NULL, exit_code=NULL, owner=NULL, pgid=NULL WHERE id=?",
+                           [(r,) for r in run_ids])
 
     def recover_interrupted(self, run_ids: list[str]) -> list[str]:
-        """Of ``run_ids``, those left 'running' by a studyc that died: back to the queue.
-        (The caller holds the study's lock, so no live studyc is running them.)"""
-        ids = [rid for rid, rec in self.records(run_ids).items() if rec.status == "running"]
-        if ids:
+        """Of ``run_ids``, those left 'running' by a studyc that died: what is left of their
+        processes is killed and they go back to the queue (their attempt: preempted).
+        Runs of a studyc still alive (another study sharing them) are left alone."""
+        stale = []
+        for chunk in _chunks(run_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT id, owner, pgid FROM runs WHERE status='running' AND id IN ({marks})", chunk)
+            stale += [(r["id"], r["owner"], r["pgid"]) for r in rows if not procs.owner_alive(r["owner"])]
+        for run_id, _, pgid in stale:
+            procs.kill_orphans(pgid, run_id)
+        if stale:
+            now = time.time()
             with self.transaction() as db:
-                db.executemany("UPDATE attempts SET status='failed', failure='preempted' WHERE run_id=? AND status='running'",
-                               [(i,) for i in ids])
-                db.executemany("UPDATE runs SET status='queued' WHERE id=? AND status='running'", [(i,) for i in ids])
-        return ids
+                for run_id, owner, _ in stale:
+                    # Only if no other studyc claimed it in the meantime.
+                    cur = db.execute("UPDATE runs SET status='queued', owner=NULL, pgid=NULL WHERE id=? AND status='running'"
+                                     " AND owner IS ?", (run_id, owner))
+                    if cur.rowcount:
+                        db.execute("UPDATE attempts SET status='failed', failure='preempted', ended_at=? WHERE run_id=?"
+                                   " AND status='running'", (now, run_id))
+        return [s[0] for s in stale]
+
+    def spent(self, study: str, profile: str | None) -> tuple[float, float]:
+        """Dollars and GPU-hours the study's runs have used so far, over all attempts."""
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(r.usd),0), COALESCE(SUM(r.gpu_hours),0) FROM runs r WHERE r.id IN"
+            " (SELECT run_id FROM study_runs WHERE study=? AND profile=?)", (study, profile or "")).fetchone()
+        return float(row[0]), float(row[1])
 
     def attempts(self, run_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM attempts WHERE run_id=? ORDER BY attempt", (run_id,))]
 
     def study_runs(self, study: str, profile: str | None) -> list[dict[str, Any]]:
+        """The study's runs with their records. A run left 'running' by a studyc that died
+        reads as 'queued': that is what the next `studyc run` will do with it."""
         rows = self.db.execute(
             "SELECT s.stage, s.arm, s.seed, s.run_id, s.skipped, r.* FROM study_runs s JOIN runs r ON r.id = s.run_id"
             " WHERE s.study=? AND s.profile=? ORDER BY s.rowid", (study, profile or "")).fetchall()
-        return [dict(r) for r in rows]
+        out = [dict(r) for r in rows]
+        for row in out:
+            if row["status"] == "running" and not procs.owner_alive(row["owner"]):
+                row["status"] = "queued"
+        return out
 
     def series(self, run_ids: list[str]) -> dict[str, list[tuple[int, int | None, str, float]]]:
         """Each run's metric records as (seq, step, name, value), in logging order."""

@@ -192,6 +192,9 @@ class Budget(Strict):
     gpu_hours: float | None = Field(None, ge=0)
     wall: Hours | None = None
     parallel: int | None = Field(None, ge=1)
+    together: bool = Field(False, description="runs must start `parallel` at a time, all at once (e.g. runs compared "
+                           "on a shared machine): the plan is refused when they cannot fit together, instead of "
+                           "queueing the ones that do not fit")
 
 
 class Machine(Strict):
@@ -230,6 +233,9 @@ class Cloud(Strict):
     results: str | None = Field(None, pattern=r"^(s3|gs)://[^\s]+$", description="bucket path for run results")
     disk_gb: int | None = Field(None, ge=1)
     image_id: str | None = None
+    secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=list, description="environment variables passed to cloud runs as SkyPilot secrets, by name "
+        "only (their values come from your shell at launch and are never written into compiled files)")
 
 
 class Report(Strict):

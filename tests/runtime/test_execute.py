@@ -89,12 +89,44 @@ import time
 time.sleep(60)
 """
 
+# The host's OOM killer: a SIGKILL studyc did not send.
+KILLED = """\
+import os, signal
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+# Exits cleanly, but its loss went NaN: diverged all the same (no stop rule needed).
+QUIET_NAN = """\
+import studyc
+studyc.log(step=0, loss=1.0, nrmse=0.1)
+studyc.log(step=1, loss=float("nan"), nrmse=float("nan"))
+"""
+
+# Diverges while the learning rate is high: the playbook lowers it (1.0 -> 0.7 -> 0.49).
+UNSTABLE = """\
+import studyc
+c = studyc.config()
+value = float("inf") if c["lr"] > 0.5 else 0.05
+studyc.log(step=0, loss=value, nrmse=value)
+"""
+
+CRASH = """\
+for i in range(100):
+    print(f"line {i}")
+raise SystemExit("bad config: no such dataset")
+"""
+
 
 @pytest.mark.parametrize("script, body, failure, attempts", [
     (FLAKY, "on_failure: {oom: {retries: 2, config: {batch_size: 'batch_size // 2'}}}\n", None, 3),
     (FLAKY, "", "oom", 1),
     (NAN, "stop: {diverged: 'loss != loss or loss > 1e3'}\n", "diverged", 1),
     (HANG, "", "timeout", 1),
+    (HANG, "on_failure: {timeout: {retries: 1}}\n", "timeout", 2),
+    (KILLED, "", "oom", 1),
+    (QUIET_NAN, "", "diverged", 1),
+    (UNSTABLE, "on_failure: {diverged: {retries: 2, config: {lr: 'lr * 0.7'}}}\n", None, 3),
+    (CRASH, "on_failure: {oom: {retries: 2}}\n", "crashed", 1),
 ])
 def test_failures_are_classified_and_recovered(tmp_path, write_study, script, body, failure, attempts):
     trainer = tmp_path / "trainer.py"
@@ -103,7 +135,7 @@ def test_failures_are_classified_and_recovered(tmp_path, write_study, script, bo
         study: failing
         run:
           command: {sys.executable} {trainer}
-          config: {{batch_size: 16}}
+          config: {{batch_size: 16, lr: 1.0}}
           seeds: [0]
           resources: {{hours: 0.001, timeout: 2s}}
         metrics:
@@ -120,10 +152,17 @@ def test_failures_are_classified_and_recovered(tmp_path, write_study, script, bo
     assert record.status == ("done" if failure is None else "failed")
     if failure:
         assert record.log_tail is not None
-    if failure is None:  # the playbook halved the batch twice: 16 -> 8 -> 4
-        history = store.attempts(end.run.id)
+    history = store.attempts(end.run.id)
+    if script is FLAKY and failure is None:  # the playbook halved the batch twice: 16 -> 8 -> 4
         assert [json.loads(a["config"])["batch_size"] for a in history] == [16, 8, 4]
         assert [a["failure"] for a in history] == ["oom", "oom", None]
+    if script is UNSTABLE:
+        assert [json.loads(a["config"])["lr"] for a in history] == [1.0, 0.7, pytest.approx(0.49)]
+        assert [a["failure"] for a in history] == ["diverged", "diverged", None]
+    if script is CRASH:  # the last 50 lines of the run's log, with the error
+        lines = record.log_tail.splitlines()
+        assert len(lines) == 50 and lines[0] == "line 51" and lines[-1] == "bad config: no such dataset"
+        assert end.message == "bad config: no such dataset"
 
 
 def test_over_budget_plan_is_refused_before_anything_runs(tmp_path, write_study, toy_trainer):

@@ -1,0 +1,94 @@
+"""Process bookkeeping on this machine: who owns a run, whether that studyc is alive, and
+what is left of a run whose studyc died.
+
+Linux-first (``/proc``); elsewhere the checks degrade to ``kill(pid, 0)``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+_HAVE_PROC = os.path.exists("/proc/self/stat")
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    """Fields 3.. of /proc/PID/stat (state, ppid, pgrp, ...), None if the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces: split after its closing ')'.
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (tells a pid from its reuse);
+    None if it is gone or a zombie."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields and fields[0] != "Z" else None
+
+
+def owner_token() -> str:
+    """Names this studyc process: host, pid and start time."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid()) or 0}"
+
+
+def owner_alive(token: str | None) -> bool:
+    """Whether the studyc named by ``token`` still runs. An owner on another host counts
+    as gone: the store is local to one machine."""
+    if not token:
+        return False
+    host, pid_text, ticks_text = token.rsplit(":", 2)
+    pid, ticks = int(pid_text), int(ticks_text)
+    if host != socket.gethostname():
+        return False
+    if pid == os.getpid():
+        return True
+    if _HAVE_PROC:
+        now = _start_ticks(pid)
+        return now is not None and (ticks == 0 or now == ticks)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes in process group ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir() if _HAVE_PROC else ():
+        fields = _stat(entry.name) if entry.name.isdigit() else None
+        if fields and int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def run_env(pid: int) -> dict[str, str]:
+    """The environment a process started with (empty if it is gone or not ours)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def kill_orphans(pgid: int | None, run_id: str) -> int:
+    """SIGKILL what is left of a run's process group after its studyc died. The group is
+    only touched if one of its processes is really that run (pids get reused)."""
+    if not pgid:
+        return 0
+    members = group_members(pgid)
+    if not any(run_env(pid).get("STUDYC_RUN_ID") == run_id for pid in members):
+        return 0
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return 0
+    return len(members)

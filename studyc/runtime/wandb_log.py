@@ -1,0 +1,62 @@
+"""W&B mirroring of ``studyc.log``.
+
+studyc (the scheduler) passes a study's ``tracking.wandb`` settings to each run in
+``STUDYC_WANDB_*`` environment variables; the run process itself opens its W&B run on its
+first ``studyc.log`` call. wandb is imported only then, so runs of studies without
+tracking never load it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the run process imports this module: keep it light
+    from studyc.spec.model import Study
+
+PREFIX = "STUDYC_WANDB_"
+
+
+def run_env(study: "Study", arm: str, stage: str, seed: int, attempt: int) -> dict[str, str]:
+    """The environment that tells a run where to log in W&B (empty without tracking)."""
+    wb = study.tracking.wandb
+    if wb is None:
+        return {}
+    env = {
+        PREFIX + "PROJECT": wb.project,
+        PREFIX + "GROUP": wb.group or study.study,
+        PREFIX + "TAGS": json.dumps(list(dict.fromkeys([*study.tags, *wb.tags]))),
+        PREFIX + "NAME": f"{arm}-s{seed}" + (f"-a{attempt}" if attempt > 1 else ""),
+        PREFIX + "JOB_TYPE": stage,
+        "STUDYC_ATTEMPT": str(attempt),
+    }
+    if wb.entity:
+        env[PREFIX + "ENTITY"] = wb.entity
+    if wb.mode:
+        env[PREFIX + "MODE"] = wb.mode
+    return env
+
+
+def enabled() -> bool:
+    return bool(os.environ.get(PREFIX + "PROJECT"))
+
+
+def init_from_env(config: dict[str, Any]) -> Any:
+    """Open this process's W&B run from the ``STUDYC_WANDB_*`` settings."""
+    import wandb
+
+    env = os.environ
+    meta = {k: env[f"STUDYC_{k.upper()}"] for k in ("run_id", "arm", "stage", "seed", "study", "attempt")
+            if f"STUDYC_{k.upper()}" in env}
+    return wandb.init(
+        project=env[PREFIX + "PROJECT"],
+        entity=env.get(PREFIX + "ENTITY"),
+        group=env.get(PREFIX + "GROUP"),
+        job_type=env.get(PREFIX + "JOB_TYPE"),
+        name=env.get(PREFIX + "NAME"),
+        tags=json.loads(env.get(PREFIX + "TAGS", "[]")),
+        mode=env.get(PREFIX + "MODE"),  # None: wandb's own default (WANDB_MODE, login state)
+        config={**config, "studyc": meta},
+        dir=None if "WANDB_DIR" in env else env.get("STUDYC_RUN_DIR"),  # beside the run's own files
+    )
