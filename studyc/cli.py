@@ -92,6 +92,7 @@ def main() -> None:
     studyc run STUDY --profile cpu            run locally, judge, write the report
     studyc status STUDY                       where each run stands
     studyc report STUDY                       re-render the report from the store
+    studyc schema > studyc.schema.json        the JSON Schema of study files, for editors
     """
 
 
@@ -125,6 +126,14 @@ def validate(files: tuple[Path, ...], as_json: bool) -> None:
         sys.exit(1)
     for file in files:
         click.echo(f"ok  {file}")
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of study files (for editors: `studyc schema > studyc.schema.json`)."""
+    from studyc.spec.schema import schema_text
+
+    click.echo(schema_text(), nl=False)
 
 
 @main.command()
@@ -325,36 +334,149 @@ def _store(store_dir: Path | None):
 @click.option("--parallel", type=click.IntRange(min=1), default=None, help="At most this many runs at once.")
 @click.option("--cloud", is_flag=True, help="Run on SkyPilot managed jobs instead of this machine.")
 @click.option("--dryrun", is_flag=True, help="With --cloud: print what would launch, launch nothing.")
+@click.option("--cancel-on-interrupt", is_flag=True,
+              help="With --cloud: Ctrl-C cancels the jobs in flight without asking [default: ask on a terminal, "
+                   "else leave them running].")
 @click.option("--fail-on", type=click.Choice(["fail", "inconclusive"]), default=None,
               help="Exit 3 when a hypothesis FAILs (or is not PASS, with 'inconclusive').")
 @store_option
 def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...], allow_over_budget: bool,
-        parallel: int | None, cloud: bool, dryrun: bool, fail_on: str | None, store_dir: Path | None) -> None:
-    """Compile, run every stage locally (finished runs are reused), judge, write the report."""
+        parallel: int | None, cloud: bool, dryrun: bool, cancel_on_interrupt: bool, fail_on: str | None,
+        store_dir: Path | None) -> None:
+    """Compile, run every stage (locally, or as SkyPilot managed jobs with --cloud;
+    finished runs are reused), judge, write the report."""
     from studyc import orchestrate
 
-    if cloud or dryrun:
-        raise RunError("running on the cloud is not available in this version of studyc",
-                       "run locally (without --cloud), or use `studyc plan` to see the cloud estimate")
+    if (dryrun or cancel_on_interrupt) and not cloud:
+        flag = "--dryrun" if dryrun else "--cancel-on-interrupt"
+        raise RunError(f"{flag} goes with --cloud", "add --cloud (a local run's plan: `studyc plan FILE`)")
     loaded = _load(str(file), profile)
     unknown = [a for a in rerun if a not in _arm_names(loaded)]
     if unknown:
         from studyc.errors import did_you_mean
 
         raise RunError(f"--rerun: unknown arm '{unknown[0]}'", did_you_mean(unknown[0], _arm_names(loaded)))
-    store = _store(store_dir)
     from studyc.compiler.plan import compile_plan
 
     preview = compile_plan(loaded)
+    if dryrun:
+        _print_dryrun(loaded, preview, set(rerun), store_dir, allow_over_budget)
+        return
+    store = _store(store_dir)
     orchestrate.check_budget(preview, allow_over_budget)
     live = sys.stdout.isatty()
     click.echo(f"{loaded.study.study}{' (' + profile + ')' if profile else ''}: {len(preview.runs)} runs, "
                f"estimated {_money(preview.totals['usd'])}, {preview.totals['wall_hours'] * 60:.1f} min wall-clock")
+    if not cloud:  # on the cloud, runs log to W&B with the key passed as a secret
+        _note_tracking(loaded.study)
     with _Progress(preview, live, parallel) as progress:
-        plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget, parallel=parallel)
+        options = _cloud_options(file, profile, progress, cancel_on_interrupt) if cloud else None
+        plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget, parallel=parallel,
+                                    cloud=options)
     result = orchestrate.report(loaded, store, out, plan_)
     _print_verdicts(result)
     _exit_for_verdicts(result.verdicts, fail_on)
+
+
+def _cloud_options(file: Path, profile: str | None, progress: "_Progress", cancel_on_interrupt: bool):
+    """What happens to the cloud jobs in flight on Ctrl-C: cancelled with
+    --cancel-on-interrupt, else asked on a terminal, else left running."""
+    from studyc.runtime.sky_executor import CloudOptions
+
+    again = f"studyc run {file}{' --profile ' + profile if profile else ''} --cloud"
+
+    def confirm_cancel(jobs: list[str]) -> bool:
+        if progress.live:
+            progress.live.stop()
+        what = f"{len(jobs)} cloud job{'s' if len(jobs) != 1 else ''}"
+        if cancel_on_interrupt:
+            click.echo(f"cancelling {what} (--cancel-on-interrupt): {', '.join(jobs)}")
+            return True
+        if sys.stdin.isatty():
+            try:
+                if click.confirm(f"Cancel the {what} in flight? No leaves them running", default=False):
+                    return True
+            except click.Abort:
+                pass
+        else:
+            click.echo("no terminal to ask whether to cancel the cloud jobs (--cancel-on-interrupt would)")
+        click.echo(f"left {what} running: {', '.join(jobs)}\n  `{again}` follows them again; "
+                   "`sky jobs cancel ID` stops one")
+        return False
+
+    return CloudOptions(confirm_cancel=confirm_cancel)
+
+
+def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | None, allow_over_budget: bool) -> None:
+    """`run --cloud --dryrun`: every managed job that would launch, as SkyPilot reads it,
+    and the budget check. Contacts nothing (the store is only read, when there is one)."""
+    from rich.markup import escape
+
+    from studyc.compiler import view
+    from studyc.runtime.sky_executor import dryrun
+
+    dry = dryrun(loaded, plan)
+    home = store_dir or _default_home()
+    finished: set[str] = set()
+    if (home / "store.db").exists():  # runs that finished earlier are reused, not launched
+        records = _store(home).records([t.run.id for t in dry.tasks])
+        finished = {i for i, r in records.items() if r.status == "done"}
+    launch = [t for t in dry.tasks if t.run.id not in finished or t.run.arm in rerun]
+    console = _console()
+    console.print(f"{plan.study}{' (' + plan.profile + ')' if plan.profile else ''}: {len(launch)} managed jobs would "
+                  "launch (dry run: nothing launched)")
+    shown = launch[:PLAN_ROWS]  # one line each, names in full: they are what `sky jobs queue` shows
+    width = max((len(t.name) for t in shown), default=0)
+    res_width = max((len(t.resources) for t in shown), default=0)
+    for task in shown:
+        console.print(escape(f"  {task.name:<{width}}  {task.resources:<{res_width}}  {task.run.est_hours:>6.3g} h  "
+                             f"{_money(task.run.est_usd):>9}"))
+    if len(launch) > PLAN_ROWS:
+        console.print(f"… and {len(launch) - PLAN_ROWS} more (`studyc compile FILE -o DIR` writes every task)")
+    if len(dry.tasks) > len(launch):
+        console.print(f"reused, not launched: {len(dry.tasks) - len(launch)} runs that finished earlier")
+    if dry.pending:
+        stages = sorted({r.stage for r in dry.pending})
+        console.print(f"then up to {len(dry.pending)} runs of promoted stages ({', '.join(stages)}), launched once "
+                      f"the gates are judged: {sum(r.est_hours for r in dry.pending):.3g} h, "
+                      f"{_money(sum(r.est_usd for r in dry.pending))}")
+    console.print(f"at most {plan.parallel} jobs at once")
+    if dry.recovery:
+        console.print("job_recovery: " + ", ".join(f"{k}={v}" for k, v in dry.recovery.items()))
+    for note in dry.recovery_notes:
+        console.print(f"  {escape(note)}")
+    console.print(f"results: {escape(dry.results)}/{escape(plan.study)}/<run id>/ (metrics.jsonl, log.txt, exit_code), "
+                  "copied into the store" if dry.results else
+                  "[yellow]results: none[/] (cloud.results not set): `studyc run --cloud` needs a bucket"
+                  + (" or reads W&B" if loaded.study.tracking.wandb else ""))
+    for name, present in dry.secrets.items():
+        console.print(f"secret {name}: " + ("set in this shell (passed by name)" if present else
+                                             f"[yellow]not set[/]: export {name} before launching"))
+    console.print(view.totals_line(plan))
+    for line in view.budget_lines(plan):
+        console.print(("[green]ok[/]    " if plan.budget["ok"] else "        ") + escape(line))
+    for v in plan.budget["violations"]:
+        console.print(f"[bold red]over budget:[/] {escape(v)}")
+    if not plan.budget["ok"] and not allow_over_budget:
+        console.print("`studyc run --cloud` refuses this plan; --allow-over-budget overrides on purpose")
+        sys.exit(1)
+
+
+def _default_home() -> Path:
+    from studyc.runtime.store import default_home
+
+    return default_home()
+
+
+def _note_tracking(study: Any) -> None:
+    """Say up front when the study asks for W&B but runs cannot log there."""
+    if study.tracking.wandb is None:
+        return
+    from studyc.runtime.wandb_log import unavailable
+
+    why = unavailable(study.tracking.wandb.mode)
+    if why:
+        click.echo(f"note: W&B tracking skipped: {why}; metrics still go to the studyc store")
 
 
 def _arm_names(loaded: Any) -> list[str]:

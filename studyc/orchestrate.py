@@ -70,8 +70,9 @@ def check_budget(plan: Plan, allow_over_budget: bool) -> None:
 
 def execute(loaded: LoadedStudy, store: Store, on_event: Callable[[Event], None] = lambda e: None,
             rerun: set[str] | None = None, allow_over_budget: bool = False, executor: Executor | None = None,
-            parallel: int | None = None) -> Plan:
-    """Run every stage of the study on this machine. Finished runs are reused."""
+            parallel: int | None = None, cloud: Any = None) -> Plan:
+    """Run every stage of the study on this machine, or with ``cloud`` (CloudOptions) as
+    SkyPilot managed jobs. Finished runs are reused."""
     compiler = Compiler(loaded)
     plan = compiler.compile()
     check_budget(plan, allow_over_budget)
@@ -84,7 +85,14 @@ def execute(loaded: LoadedStudy, store: Store, on_event: Callable[[Event], None]
         store.add_runs(study.study, profile, planned)
         store.lock_checks(study.study, profile)
         spend = Spend()
-        scheduler = Scheduler(study, store, executor or LocalExecutor(), plan.workdir, parallel or plan.parallel, on_event,
+        scheduled, executor = study, executor or LocalExecutor()
+        if cloud is not None:
+            from studyc.runtime.sky_executor import SkyExecutor, studyc_playbook
+
+            executor = SkyExecutor(loaded, plan, store, cloud)
+            executor.check()
+            scheduled = studyc_playbook(study)  # SkyPilot does the plain restarts itself
+        scheduler = Scheduler(scheduled, store, executor, plan.workdir, parallel or plan.parallel, on_event,
                               rerun, spend=spend, study_key=(study.study, profile))
         for stage in plan.stages:
             if stage.arms == ["promoted"]:

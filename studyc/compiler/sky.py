@@ -113,7 +113,7 @@ def job_recovery(study: Study) -> tuple[dict[str, Any] | None, list[str]]:
     notes: list[str] = []
     if "preempted" in playbook or study.cloud.use_spot:
         recovery["strategy"] = "EAGER_NEXT_REGION"
-    as_is = {cls: p.retries for cls, p in playbook.items() if cls != "preempted" and p.retries and not p.config}
+    as_is = restarted_by_skypilot(study)
     if as_is:
         recovery["max_restarts_on_errors"] = max(as_is.values())
     preempted = playbook.get("preempted")
@@ -131,6 +131,12 @@ def job_recovery(study: Study) -> tuple[dict[str, Any] | None, list[str]]:
             edits = ", ".join(f"{k} = {v}" for k, v in p.config.items())
             notes.append(f"{cls}: studyc retries up to {_times(p.retries)} as a new job with {edits}")
     return recovery or None, notes
+
+
+def restarted_by_skypilot(study: Study) -> dict[str, int]:
+    """Playbook entries that retry without editing the config (preempted aside), by
+    class: SkyPilot restarts those itself (``max_restarts_on_errors``), so studyc does not."""
+    return {cls: p.retries for cls, p in study.on_failure.items() if cls != "preempted" and p.retries and not p.config}
 
 
 def _times(n: int) -> str:

@@ -29,18 +29,24 @@ class Job:
     run_dir: Path
     cpus: int = 1
     gpus: list[int] = field(default_factory=list)
+    run: Any = None  # the RunPlan of this attempt (config edited for a retry), for executors that render a task
 
 
 @dataclass
 class JobState:
     running: bool
     exit_code: int | None = None
+    waiting: bool = False  # running, but not on a machine yet (a cloud job queued or being recovered)
+    failure: str | None = None  # the executor's own verdict, when it knows better than the exit code
 
 
 class Executor(Protocol):
     """Starts runs and reports on them. An executor may also offer ``wait(handles,
     timeout)`` (block until one may have ended) and ``reap(handle)`` (make sure a
-    cancelled run is gone); the scheduler uses them when present."""
+    cancelled run is gone); the scheduler uses them when present. One whose runs outlive
+    studyc (the cloud) sets ``remote = True`` (each run has a machine of its own: nothing
+    to pack here) and offers ``follow(run_ids)`` (handles on jobs an earlier studyc left
+    going) and ``on_interrupt(handles, exc)`` (whether to stop the runs in flight)."""
 
     def submit(self, job: Job) -> Any: ...
 

@@ -14,13 +14,13 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 from studyc.compiler.plan import RunPlan, render_command
 from studyc.errors import RunError
 from studyc.runtime import procs, wandb_log
-from studyc.runtime.executor import LOG_FILE, Executor, Job, tail
+from studyc.runtime.executor import LOG_FILE, Executor, Job, JobState, tail
 from studyc.runtime.failures import StopRules, apply_edits, classify
 from studyc.runtime.sdk import METRICS_FILE, read_metrics
 from studyc.runtime.store import Store
@@ -59,6 +59,7 @@ class _Active:
     killed_by: str | None = None
     kill_at: float | None = None  # when to SIGKILL a run that ignores SIGTERM
     latest: dict[str, float] = field(default_factory=dict)
+    waiting_since: float | None = None  # a cloud job without its machine yet: its clock stands still
 
 
 @dataclass
@@ -128,6 +129,7 @@ class Scheduler:
         self.study = study
         self.store = store
         self.executor = executor
+        self.remote = getattr(executor, "remote", False)
         self.workdir = workdir
         self.parallel = parallel
         self.on_event = on_event
@@ -177,6 +179,8 @@ class Scheduler:
     def _place(self, run: RunPlan, active: dict[str, _Active]) -> list[int] | None:
         """GPU indices for ``run`` given what is running, [] for a CPU run, None if it
         must wait."""
+        if self.remote:
+            return []
         res = run.resources
         used_cpus = sum(a.run.resources["cpus"] for a in active.values())
         if active and used_cpus + res["cpus"] > self.cpus:
@@ -220,12 +224,14 @@ class Scheduler:
                 todo.append(self._queued(run, record))
         if not todo:
             return
-        self.check_fits([q.run for q in todo])
+        if not self.remote:
+            self.check_fits([q.run for q in todo])
         active: dict[str, _Active] = {}
         elsewhere: dict[str, RunPlan] = {}  # being run by another studyc (a study sharing them)
         last_live = 0.0
         with self._signals():
             try:
+                self._adopt(todo, active)
                 while todo or active or elsewhere:
                     if self._stopping:
                         raise Interrupted()
@@ -240,8 +246,8 @@ class Scheduler:
                         progressed |= self._check_elsewhere(elsewhere, todo)
                     if not progressed:
                         self._wait(active, last_live + self.live_s - time.monotonic())
-            except BaseException:
-                self._interrupt(active)
+            except BaseException as exc:
+                self._interrupt(active, exc)
                 raise
         for twin in twins:
             record = self.store.get(twin.id)
@@ -252,6 +258,26 @@ class Scheduler:
                 self.on_event(Event("end", twin, status="failed", failure=record.failure, message=message))
             else:
                 self._skip(twin, f"{message}, which was skipped")
+
+    def _adopt(self, todo: deque[_Queued], active: dict[str, _Active]) -> None:
+        """Jobs an earlier studyc left going (cloud jobs outlive studyc) are followed
+        again as the same attempt, never launched twice."""
+        follow = getattr(self.executor, "follow", None)
+        found = follow([q.run.id for q in todo]) if follow is not None else {}
+        for item in [q for q in todo if q.run.id in found]:
+            run, handle = item.run, found[item.run.id]
+            attempt = self.store.reattach(run.id, self.owner)
+            if attempt is None:  # another live studyc follows it
+                continue
+            todo.remove(item)
+            last = self.store.attempts(run.id)[-1]
+            config = json.loads(last["config"]) if last["config"] else run.config
+            active[run.id] = _Active(run, handle, config, attempt, time.monotonic(), self._timeout_s(run), [])
+            self.on_event(Event("start", run, status="running", attempt=attempt, message=f"followed again: {handle}"))
+
+    def _timeout_s(self, run: RunPlan) -> float:
+        timeout = run.resources.get("timeout")
+        return timeout * 3600 if timeout else max(MIN_TIMEOUT_S, run.est_hours * 3600 * TIMEOUT_FACTOR)
 
     def _queued(self, run: RunPlan, record: Any) -> _Queued:
         """A run to start. One whose last attempt was cut short (Ctrl-C, or studyc died)
@@ -378,27 +404,33 @@ class Scheduler:
         command = run.command if config is run.config else _rerender(run, config)
         offset = (run_dir / METRICS_FILE).stat().st_size if resume and (run_dir / METRICS_FILE).exists() else 0
         try:
-            handle = self.executor.submit(Job(run.id, command, self.workdir, env, run_dir, run.resources["cpus"], gpus))
+            handle = self.executor.submit(Job(run.id, command, self.workdir, env, run_dir, run.resources["cpus"], gpus,
+                                              run=replace(run, config=config, command=command)))
         except OSError as exc:  # e.g. the workdir is gone: this run fails, the study goes on
             message = f"studyc could not start the run: {exc}"
             self.store.finish(run.id, "failed", None, "crashed", message, [], 0.0, 0.0)
             self.on_event(Event("end", run, status="failed", failure="crashed", attempt=attempt, message=message))
             return True
         self.store.launched(run.id, getattr(handle, "pgid", None))
-        timeout = run.resources.get("timeout")
-        timeout_s = timeout * 3600 if timeout else max(MIN_TIMEOUT_S, run.est_hours * 3600 * TIMEOUT_FACTOR)
-        active[run.id] = _Active(run, handle, config, attempt, time.monotonic(), timeout_s, gpus, offset)
+        active[run.id] = _Active(run, handle, config, attempt, time.monotonic(), self._timeout_s(run), gpus, offset)
         self.on_event(Event("start", run, status="running", attempt=attempt, message="resumed" if resume else None))
         return True
 
     def _check(self, active: dict[str, _Active], run_id: str, todo: deque[_Queued], live: bool) -> bool:
         a = active[run_id]
         state = self.executor.poll(a.handle)
+        now = time.monotonic()
+        if state.waiting:  # neither time nor money runs while a cloud job waits for its machine
+            a.waiting_since = a.waiting_since or now
+            return False
+        if a.waiting_since is not None:
+            a.started += now - a.waiting_since
+            a.waiting_since = None
         if state.running:
             if live:
                 self._follow(a)
-            now = time.monotonic()
-            if a.killed_by is None and now - a.started > a.timeout_s:
+            # A remote run's task enforces its own timeout, counted from when it (re)starts.
+            if a.killed_by is None and not self.remote and now - a.started > a.timeout_s:
                 self._stop(a, "timeout")
             elif a.kill_at is not None and now > a.kill_at:  # ignored SIGTERM
                 self.executor.cancel(a.handle, signal.SIGKILL)
@@ -409,7 +441,7 @@ class Scheduler:
         if reap is not None:
             reap(a.handle, grace_s=0)  # whatever the run left behind in its process group
         self._follow(a)
-        self._finish(a, state.exit_code, todo)
+        self._finish(a, state, todo)
         return True
 
     def _follow(self, a: _Active) -> None:
@@ -447,12 +479,12 @@ class Scheduler:
         a.kill_at = time.monotonic() + self.grace_s
         self.executor.cancel(a.handle, signal.SIGTERM)
 
-    def _finish(self, a: _Active, exit_code: int | None, todo: deque[_Queued]) -> None:
-        run = a.run
+    def _finish(self, a: _Active, state: JobState, todo: deque[_Queued]) -> None:
+        run, exit_code = a.run, state.exit_code
         run_dir = self.store.run_dir(run.id)
         series = read_metrics(run_dir / METRICS_FILE)
         log_tail = tail(run_dir / LOG_FILE, 50)
-        failure = classify(exit_code, log_tail, series, a.killed_by)
+        failure = a.killed_by or state.failure or classify(exit_code, log_tail, series, None)
         hours = (time.monotonic() - a.started) / 3600
         hourly = run.est_usd / run.est_hours if run.est_hours else 0.0
         usd = hours * hourly
@@ -482,9 +514,17 @@ class Scheduler:
         self._retries_used[key] = used + 1
         return _Queued(run, apply_edits(config, playbook.config), playbook.resume)
 
-    def _interrupt(self, active: dict[str, _Active]) -> None:
+    def _interrupt(self, active: dict[str, _Active], exc: BaseException | None = None) -> None:
         """Terminate the runs in flight (their whole process groups) and put them back in
-        the queue, so the store says what is true."""
+        the queue, so the store says what is true. Cloud jobs may go on without studyc
+        instead (the executor decides): the store keeps them running, and the next
+        `studyc run` follows them again."""
+        should_stop = getattr(self.executor, "on_interrupt", None)
+        if active and should_stop is not None and not should_stop([a.handle for a in active.values()], exc):
+            for a in active.values():
+                self.on_event(Event("interrupted", a.run, status="running", attempt=a.attempt, message="left running"))
+            active.clear()
+            return
         for a in active.values():
             self.executor.cancel(a.handle, signal.SIGTERM)
         reap = getattr(self.executor, "reap", None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,12 @@ def log(step: int | None = None, **metrics: Any) -> None:
         _sink[1].write(json.dumps(record) + "\n")
         _sink[1].flush()
     if _wandb_run is None and wandb_log.enabled():
-        _wandb_run = wandb_log.init_from_env(config())
-    if _wandb_run is not None:
+        try:
+            _wandb_run = wandb_log.init_from_env(config())
+        except Exception as exc:  # tracking must never cost a run its training
+            print(f"studyc: W&B logging disabled for this run: {exc}", file=sys.stderr)
+            _wandb_run = False
+    if _wandb_run:
         finite = {k: v for k, v in values.items() if math.isfinite(v)}
         _wandb_run.log(finite, step=step)
 

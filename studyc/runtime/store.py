@@ -87,7 +87,8 @@ CREATE INDEX IF NOT EXISTS study_runs_run ON study_runs (run_id);
 
 STATUSES = ("queued", "running", "done", "failed", "skipped")
 # Columns added after the first release: (table, column, type), added to older stores.
-_ADDED_COLUMNS = [("runs", "owner", "TEXT"), ("runs", "pgid", "INTEGER")]
+_ADDED_COLUMNS = [("runs", "owner", "TEXT"), ("runs", "pgid", "INTEGER"),
+                  ("attempts", "job_name", "TEXT"), ("attempts", "job_id", "INTEGER")]  # a cloud attempt's managed job
 
 
 def default_home() -> Path:
@@ -228,7 +229,7 @@ class Store:
             row = db.execute("SELECT status, owner FROM runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
                 raise KeyError(f"run {run_id} is not in the store (add_runs comes first)")
-            if row["status"] == "running" and row["owner"] != owner and procs.owner_alive(row["owner"]):
+            if _held_by_another(row, owner):
                 return None
             db.execute("UPDATE runs SET status='running', attempts=attempts+1, started_at=?, ended_at=NULL, host=?, failure=NULL,"
                        " exit_code=NULL, owner=?, pgid=NULL WHERE id=?", (now, socket.gethostname(), owner, run_id))
@@ -243,6 +244,41 @@ class Store:
         if pgid is not None:
             with self.transaction() as db:
                 db.execute("UPDATE runs SET pgid=? WHERE id=?", (pgid, run_id))
+
+    def job_submitted(self, run_id: str, name: str, job_id: int | None = None) -> None:
+        """The managed job that runs the current attempt (its name before launch, its id
+        once known), so that a later studyc finds the job again instead of launching another."""
+        with self.transaction() as db:
+            db.execute("UPDATE attempts SET job_name=?, job_id=COALESCE(?, job_id) WHERE run_id=?"
+                       " AND attempt=(SELECT attempts FROM runs WHERE id=?)", (name, job_id, run_id, run_id))
+
+    def open_jobs(self, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Of ``run_ids``, those whose last attempt launched a managed job whose outcome no
+        studyc recorded (it may still be going): that attempt, by run. Not an attempt that
+        studyc stopped itself (interrupted), nor one whose end it recorded."""
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(run_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT a.* FROM runs r JOIN attempts a ON a.run_id = r.id AND a.attempt = r.attempts"
+                f" WHERE r.id IN ({marks}) AND r.status IN ('queued', 'running') AND r.failure IS NULL"
+                " AND a.job_name IS NOT NULL AND a.status != 'interrupted'", chunk)
+            out.update({row["run_id"]: dict(row) for row in rows})
+        return out
+
+    def reattach(self, run_id: str, owner: str) -> int | None:
+        """Follow the run's last attempt again, now for ``owner`` (its job outlived the
+        studyc that launched it); returns the attempt number, None when another live
+        studyc follows it."""
+        with self.transaction() as db:
+            row = db.execute("SELECT status, owner, attempts FROM runs WHERE id=?", (run_id,)).fetchone()
+            if _held_by_another(row, owner):
+                return None
+            db.execute("UPDATE runs SET status='running', ended_at=NULL, failure=NULL, exit_code=NULL, owner=?, pgid=NULL"
+                       " WHERE id=?", (owner, run_id))
+            db.execute("UPDATE attempts SET status='running', failure=NULL, ended_at=NULL WHERE run_id=? AND attempt=?",
+                       (run_id, row["attempts"]))
+        return row["attempts"]
 
     def finish(self, run_id: str, status: str, exit_code: int | None, failure: str | None, log_tail: str | None,
                series: list[dict[str, Any]], usd: float | None, gpu_hours: float | None, final: bool = True) -> None:
@@ -333,6 +369,10 @@ class Store:
         return out
 
 
+def _held_by_another(row: sqlite3.Row, owner: str) -> bool:
+    return row["status"] == "running" and row["owner"] != owner and procs.owner_alive(row["owner"])
+
+
 def _db_float(value: Any) -> float | None:
     # SQLite stores NaN as NULL; keep inf as is, and NaN as NULL that reads back as NaN.
     try:
@@ -353,24 +393,3 @@ def _record(row: sqlite3.Row) -> RunRecord:
 def _chunks(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
-
-
-def reductions(store: Store, run_ids: list[str]) -> dict[str, dict[str, dict[str, float]]]:
-    """Per run and series: last, min, max and mean, computed inside SQLite (fast for
-    thousands of runs). NaN, stored as NULL, reads back as NaN for 'last'."""
-    out: dict[str, dict[str, dict[str, float]]] = {rid: {} for rid in run_ids}
-    for chunk in _chunks(run_ids, 500):
-        marks = ",".join("?" * len(chunk))
-        for rid, name, lo, hi, mean in store.db.execute(
-                f"SELECT run_id, name, MIN(value), MAX(value), AVG(value) FROM metrics WHERE run_id IN ({marks})"
-                " GROUP BY run_id, name", chunk):
-            out[rid][name] = {"min": _nan(lo), "max": _nan(hi), "mean": _nan(mean)}
-        # SQLite returns the bare column from the row holding MAX(seq): the last value.
-        for rid, name, value, _ in store.db.execute(
-                f"SELECT run_id, name, value, MAX(seq) FROM metrics WHERE run_id IN ({marks}) GROUP BY run_id, name", chunk):
-            out[rid].setdefault(name, {})["last"] = _nan(value)
-    return out
-
-
-def _nan(value: float | None) -> float:
-    return math.nan if value is None else float(value)

@@ -8,8 +8,11 @@ tracking never load it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import netrc
 import os
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the run process imports this module: keep it light
@@ -18,14 +21,35 @@ if TYPE_CHECKING:  # the run process imports this module: keep it light
 PREFIX = "STUDYC_WANDB_"
 
 
+@lru_cache(maxsize=8)
+def unavailable(mode: str | None) -> str | None:
+    """Why runs cannot log to W&B on this machine, or None when they can. Checked by
+    studyc before launching, so a missing key skips tracking instead of failing runs."""
+    mode = mode or os.environ.get("WANDB_MODE")
+    if mode == "disabled":
+        return "tracking.wandb.mode is disabled"
+    if importlib.util.find_spec("wandb") is None:
+        return "wandb is not installed (pip install 'studyc[wandb]')"
+    if mode in ("offline", "dryrun") or os.environ.get("WANDB_API_KEY"):
+        return None
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    try:
+        if netrc.netrc().authenticators(host):
+            return None
+    except (OSError, netrc.NetrcParseError):
+        pass
+    return "no W&B credentials (run `wandb login`, set WANDB_API_KEY, or set tracking.wandb.mode: offline)"
+
+
 def run_env(study: "Study", arm: str, stage: str, seed: int, attempt: int) -> dict[str, str]:
-    """The environment that tells a run where to log in W&B (empty without tracking)."""
+    """The environment that tells a run where to log in W&B (empty without tracking, or
+    when W&B is unavailable here)."""
     wb = study.tracking.wandb
-    if wb is None:
+    if wb is None or unavailable(wb.mode):
         return {}
     env = {
         PREFIX + "PROJECT": wb.project,
-        PREFIX + "GROUP": wb.group or study.study,
+        PREFIX + "GROUP": wb.groups.get(stage) or wb.group or study.study,
         PREFIX + "TAGS": json.dumps(list(dict.fromkeys([*study.tags, *wb.tags]))),
         PREFIX + "NAME": f"{arm}-s{seed}" + (f"-a{attempt}" if attempt > 1 else ""),
         PREFIX + "JOB_TYPE": stage,

@@ -120,18 +120,28 @@ def expand_arms(study: Study, problem: Callable[[tuple, str, str | None], None] 
         if not (arm.grid or arm.zip_):
             arms[family] = ArmSpec(name=family, config=dict(arm.config), **base)
             continue
-        template = arm.name or default_template(arm)
-        for point in sweep_points(arm):
+        points = sweep_points(arm)
+        listed = arm.name if isinstance(arm.name, list) else None
+        if listed is not None and len(listed) != len(points):
+            return arms  # reported by the semantic checks
+        template = arm.name if isinstance(arm.name, str) else default_template(arm)
+        for i, point in enumerate(points):
             config = _deep_copy(arm.config)
-            for key, value in point.items():
-                set_dotted(config, key, value)
             try:
-                name = render_name(template, point, family)
+                for key, value in point.items():
+                    set_dotted(config, key, value)
+            except ValueError as exc:
+                report(("arms", family, "grid" if arm.grid else "zip"), f"cannot sweep a key inside a value: {exc}",
+                       "a dotted key such as 'optim.lr' needs 'optim' to be a mapping in the config")
+                return arms
+            try:
+                name = listed[i] if listed is not None else render_name(template, point, family)
             except (KeyError, ValueError):
                 return arms  # reported by the semantic checks
             if name in arms or (name in study.arms and name != family):
                 report(("arms", family, "name"), f"sweep arm name '{name}' is produced twice",
-                       "put every swept key in the name template, e.g. '{arm}_lr{lr}'")
+                       "give each point its own name" if listed is not None
+                       else "put every swept key in the name template, e.g. '{arm}_lr{lr}'")
                 continue
             arms[name] = ArmSpec(name=name, config=config, sweep=point, **base)
     return arms

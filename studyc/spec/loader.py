@@ -197,13 +197,15 @@ def pydantic_errors(source: Source, exc: ValidationError, model: type) -> list[S
             name = str(path[-1]) if path else "?"
             message = f"unknown key '{name}'"
             hint = did_you_mean(name, _fields_at(model, path[:-1])) or "remove it"
+            if any(c in name for c in "()<>=*/") or name != name.strip():
+                hint = "a comma inside a {flow: mapping} ends the value: quote the expression or write it as a block"
             errors.append(source.error(path, message, hint, key=True))
             continue
         if kind == "missing":
             name = str(path[-1]) if path else "?"
             message = f"required key '{name}' is missing"
             hint = f"add `{name}:` here"
-            errors.append(source.error(path[:-1], message, hint, key=False))
+            errors.append(source.error(path[:-1], message, hint, key=bool(path[:-1])))
             continue
         if kind == "literal_error":
             expected = err.get("ctx", {}).get("expected", "")
@@ -218,6 +220,8 @@ def pydantic_errors(source: Source, exc: ValidationError, model: type) -> list[S
             if is_key:
                 errors.append(source.error(path, f"invalid name '{path[-1]}'", hint, key=True))
                 continue
+        elif kind == "studyc":  # the model's own checks carry their hint
+            hint = err.get("ctx", {}).get("hint")
         elif kind in ("value_error", "assertion_error"):
             message = str(err.get("ctx", {}).get("error", err["msg"]))
         elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):

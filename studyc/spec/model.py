@@ -2,6 +2,8 @@
 
 Cross-references (arms named in checks, stages that need other stages, ...) are checked
 afterwards in ``studyc.spec.semantics``, which knows where every node sits in the file.
+The field descriptions are the language reference: `studyc schema` publishes them for
+editors (``studyc.schema.json``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
 
 FAILURE_CLASSES = ("oom", "diverged", "timeout", "preempted", "crashed")
 FailureClass = Literal["oom", "diverged", "timeout", "preempted", "crashed"]
@@ -18,7 +21,16 @@ FailureClass = Literal["oom", "diverged", "timeout", "preempted", "crashed"]
 StudyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=100)]
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9_]*[A-Za-z_][A-Za-z0-9_]*$", max_length=100)]
 
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+# An expression of the study language (see studyc/spec/expr.py); validated by the semantic checks.
+Expr = Annotated[str, Field(json_schema_extra={"x-studyc": "expression"})]
+
+_DURATION_TEXT = r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$"
+_DURATION = re.compile(_DURATION_TEXT)
+
+
+def invalid(message: str, hint: str) -> PydanticCustomError:
+    """A validation error that carries its hint to the loader (message without braces)."""
+    return PydanticCustomError("studyc", message, {"hint": hint})
 
 
 def parse_duration_hours(value: Any) -> Any:
@@ -32,10 +44,18 @@ def parse_duration_hours(value: Any) -> Any:
         if m and any(m.groups()):
             d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
             return d * 24 + h + mi / 60 + s / 3600
-    raise ValueError("expected a duration such as '3h', '90m', '1h30m' or a number of hours")
+    raise invalid(f"expected a duration, got {str(value)[:40]!r}",
+                  "write it like '3h', '90m', '1h30m', '45s', '2d', or a number of hours")
 
 
-Hours = Annotated[float, BeforeValidator(parse_duration_hours), Field(ge=0)]
+Hours = Annotated[
+    float,
+    BeforeValidator(parse_duration_hours),
+    Field(ge=0),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0},
+                              {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*[dhms]\s*)+$"}],
+                    "description": "hours, or a duration such as '3h', '90m', '1h30m', '45s', '2d'"}),
+]
 
 
 class Strict(BaseModel):
@@ -50,8 +70,8 @@ class Resources(Strict):
     hours: Hours | None = Field(None, gt=0, description="estimated duration of one run")
     cpus: int = Field(1, ge=1, description="CPU cores one run uses")
     memory_gb: float = Field(0, ge=0, description="host memory one run needs, in GB")
-    disk_gb: int | None = Field(None, ge=1)
-    use_spot: bool | None = None
+    disk_gb: int | None = Field(None, ge=1, description="disk one run needs on the cloud, in GB")
+    use_spot: bool | None = Field(None, description="run on spot instances (cloud); overrides cloud.use_spot")
     timeout: Hours | None = Field(None, gt=0, description="a run still going after this is stopped as 'timeout' (default 3x hours, at least 1 minute)")
 
     @property
@@ -68,7 +88,8 @@ class Resources(Strict):
     @model_validator(mode="after")
     def _accelerator_format(self) -> "Resources":
         if self.accelerators and not re.fullmatch(r"[A-Za-z0-9_.-]+(:\d+)?", self.accelerators):
-            raise ValueError(f"accelerators must look like 'A100:1', got '{self.accelerators}'")
+            raise invalid(f"accelerators must look like 'A100:1', got '{self.accelerators}'",
+                          "an accelerator name, then ':' and how many, e.g. 'H100:8'; null for CPU only")
         return self
 
 
@@ -76,34 +97,41 @@ class RunSpec(Strict):
     """The training plan every arm starts from."""
 
     command: str = Field(description="shell command; {config.key} and {seed} are filled in, shell-quoted")
-    config: dict[str, Any] = Field(default_factory=dict)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    config: dict[str, Any] = Field(default_factory=dict, description="the config every arm starts from; each run "
+                                   "receives its resolved copy as JSON in $STUDYC_CONFIG")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="one run per seed and arm")
     resources: Resources = Field(default_factory=Resources)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict, description="environment variables of every run (never secrets)")
     workdir: str | None = Field(None, description="directory the command runs in, relative to the study file")
     setup: str | None = Field(None, description="commands run once per machine before the runs (cloud)")
 
 
 class Metric(Strict):
-    goal: Literal["min", "max"] | None = None
-    unit: str | None = None
-    reduce: Literal["last", "best", "min", "max", "mean"] = "last"
-    from_: str | None = Field(None, alias="from", description="the logged series this metric reduces")
-    expr: str | None = Field(None, description="derived: over this run's metrics, or over arms for a study-level figure")
+    """A number each run reports (reduced from a logged series) or one derived from others."""
+
+    goal: Literal["min", "max"] | None = Field(None, description="which way is better; ranks arms and promotions")
+    unit: str | None = Field(None, description="shown beside every value, e.g. s, GB, tok/s, %")
+    reduce: Literal["last", "best", "min", "max", "mean"] = Field(
+        "last", description="how the logged series becomes one number per run ('best' follows the goal)")
+    from_: str | None = Field(None, alias="from", description="the logged series this metric reduces (default: its own name)")
+    expr: Expr | None = Field(None, description="derived: over this run's metrics (peak_acc - final_acc), or over "
+                              "arms for a study-level figure (1 - optimized.total_time / baseline.total_time)")
     description: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> "Metric":
         if self.expr is not None and self.from_ is not None:
-            raise ValueError("a metric is either reduced from a series ('from') or derived ('expr'), not both")
+            raise invalid("a metric is either reduced from a series ('from') or derived ('expr'), not both",
+                          "keep one: 'from' picks the logged series, 'expr' computes it from other metrics")
         return self
 
 
 class Baseline(BaseModel):
     """A result this study does not produce: metric values plus where they came from."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-    source: str | None = None
+    model_config = ConfigDict(extra="allow", frozen=True,
+                              json_schema_extra={"additionalProperties": {"type": "number"}})
+    source: str | None = Field(None, description="where the numbers come from (report, run, paper)")
     description: str | None = None
 
     @property
@@ -112,86 +140,106 @@ class Baseline(BaseModel):
 
 
 class Reuse(Strict):
-    results: dict[str, float | list[float]] | None = None
+    """Results that already exist: the arm runs nothing."""
+
+    results: dict[str, float | list[float]] | None = Field(
+        None, description="metric values (one per seed, or one number) from an earlier study")
     run: str | None = Field(None, description="a studyc run id whose stored results are used")
     wandb: str | None = Field(None, description="a W&B run path entity/project/run_id")
-    source: str | None = None
+    source: str | None = Field(None, description="where the results come from")
 
     @model_validator(mode="after")
     def _one_origin(self) -> "Reuse":
         given = [k for k in ("results", "run", "wandb") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("reuse needs exactly one of 'results', 'run' or 'wandb'")
+            raise invalid("reuse needs exactly one of 'results', 'run' or 'wandb'",
+                          "results: the numbers; run: a studyc run id; wandb: entity/project/run_id")
         return self
 
 
 class Arm(Strict):
-    config: dict[str, Any] = Field(default_factory=dict)
-    resources: Resources | None = None
-    seeds: list[int] | None = Field(None, min_length=1)
-    command: str | None = None
-    grid: dict[str, list[Any]] | None = None
-    zip_: dict[str, list[Any]] | None = Field(None, alias="zip")
-    name: str | None = Field(None, description="name template for sweep arms, e.g. 'lr{lr}_w{warmup}'")
-    reuse: Reuse | None = None
-    same_as: str | None = None
-    label: str | None = None
+    """One configuration under test: an overlay on run.config, or a sweep that expands into arms."""
+
+    config: dict[str, Any] = Field(default_factory=dict, description="overlay on run.config (dotted keys allowed in sweeps)")
+    resources: Resources | None = Field(None, description="overrides run.resources for this arm")
+    seeds: list[int] | None = Field(None, min_length=1, description="overrides run.seeds for this arm")
+    command: str | None = Field(None, description="overrides run.command for this arm")
+    grid: dict[str, list[Any]] | None = Field(None, description="sweep: every combination of these config values")
+    zip_: dict[str, list[Any]] | None = Field(None, alias="zip", description="sweep: the i-th values of each list together")
+    name: str | list[Ident] | None = Field(
+        None, description="sweep arm names: a template such as 'lr{lr}_w{warmup}' ({arm} is this key), or one name "
+        "per sweep point, in order")
+    reuse: Reuse | None = Field(None, description="results that exist already; the arm is not run")
+    same_as: str | None = Field(None, description="this arm's results are another arm's (e.g. the same config run once)")
+    label: str | None = Field(None, description="a human name, e.g. the config file it stands for")
     tags: list[str] = Field(default_factory=list)
     description: str | None = None
 
 
 class Promote(Strict):
-    top: int = Field(1, ge=1)
+    top: int = Field(1, ge=1, description="how many gated arms go on to the stages that need this one")
     by: str | None = Field(None, description="metric to rank by; the study's primary metric by default")
 
 
 class Stage(Strict):
-    arms: list[str] | Literal["promoted", "all"] = "all"
-    needs: list[str] = Field(default_factory=list)
-    config: dict[str, Any] = Field(default_factory=dict)
+    """A round of the study. Stages run in the order written; a later one may take the arms
+    that earlier ones promote."""
+
+    arms: list[str] | Literal["promoted", "all"] = Field(
+        "all", description="arms (or sweep families) this stage runs; 'promoted' takes what the needed stages promote")
+    needs: list[str] = Field(default_factory=list, description="stages whose promoted arms this stage takes")
+    config: dict[str, Any] = Field(default_factory=dict, description="overlay on each arm's config in this stage")
     resources: Resources | None = None
     seeds: list[int] | None = Field(None, min_length=1)
-    gate: str | None = None
-    promote: Promote | Literal["all"] | None = None
+    gate: Expr | None = Field(None, description="condition a candidate must pass to be promoted: bare metric names are "
+                              "the candidate's, arm.metric and baseline.metric others'")
+    promote: Promote | Literal["all"] | None = Field(
+        None, description="{top: k, by: metric}: the best k that pass the gate; 'all': every arm, forced")
     description: str | None = None
 
 
 class Hypothesis(Strict):
-    claim: str
-    check: str
+    claim: str = Field(description="the hypothesis in words")
+    check: Expr = Field(description="the condition that decides it, e.g. pure_128.nrmse <= 1.05 * u_shaped_128.nrmse")
     description: str | None = None
 
 
 class Tier(Strict):
-    check: str
+    check: Expr = Field(description="condition for the tier, usually over champion.<metric>")
     description: str | None = None
 
 
 class DecisionRule(Strict):
-    if_: str | None = Field(None, alias="if")
-    then: str | None = None
-    else_: str | None = Field(None, alias="else")
+    """The first rule whose `if` holds decides; a lone `else` closes the list."""
+
+    if_: Expr | None = Field(None, alias="if", description="condition over hypotheses, arms, baselines and derived metrics")
+    then: str | None = Field(None, description="what to do when the condition holds")
+    else_: str | None = Field(None, alias="else", description="what to do when no rule holds")
 
     @model_validator(mode="after")
     def _shape(self) -> "DecisionRule":
         if self.else_ is not None and (self.if_ is not None or self.then is not None):
-            raise ValueError("an 'else' rule stands alone: write it as its own list item")
+            raise invalid("an 'else' rule stands alone", "write it as its own list item: `- else: ...`")
         if self.else_ is None and (self.if_ is None or self.then is None):
-            raise ValueError("a decision rule needs 'if' and 'then' (or a lone 'else')")
+            raise invalid("a decision rule needs 'if' and 'then' (or a lone 'else')",
+                          "e.g. `- if: H1 and H2` with `then: what to do`")
         return self
 
 
 class Recovery(Strict):
-    retries: int = Field(0, ge=0, le=20)
-    config: dict[str, str | float | int | bool] = Field(default_factory=dict, description="edits, e.g. batch_size: 'batch_size // 2'")
-    resume: bool = False
+    """What to do when a run fails this way."""
+
+    retries: int = Field(0, ge=0, le=20, description="how many times to run it again")
+    config: dict[str, Expr | float | int | bool] = Field(
+        default_factory=dict, description="config edits for the retry, e.g. batch_size: 'batch_size // 2'")
+    resume: bool = Field(False, description="keep the run's checkpoints so the retry continues from them")
 
 
 class Budget(Strict):
-    usd: float | None = Field(None, ge=0)
-    gpu_hours: float | None = Field(None, ge=0)
-    wall: Hours | None = None
-    parallel: int | None = Field(None, ge=1)
+    usd: float | None = Field(None, ge=0, description="the most the plan may cost, in US dollars")
+    gpu_hours: float | None = Field(None, ge=0, description="the most GPU-hours the plan may use")
+    wall: Hours | None = Field(None, description="the longest the plan may take, wall-clock")
+    parallel: int | None = Field(None, ge=1, description="at most this many runs at once")
     together: bool = Field(False, description="runs must start `parallel` at a time, all at once (e.g. runs compared "
                            "on a shared machine): the plan is refused when they cannot fit together, instead of "
                            "queueing the ones that do not fit")
@@ -200,36 +248,37 @@ class Budget(Strict):
 class Machine(Strict):
     """The one machine that runs share when they are packed together (local or one node)."""
 
-    accelerators: str | None = None
-    gpus: int = Field(1, ge=0)
+    accelerators: str | None = Field(None, description="e.g. 'H100:1'")
+    gpus: int = Field(1, ge=0, description="number of GPUs")
     vram_gb: float = Field(0, ge=0, description="memory per GPU, in GB")
-    cpus: int | None = Field(None, ge=1)
-    memory_gb: float | None = Field(None, ge=0)
+    cpus: int | None = Field(None, ge=1, description="CPU cores")
+    memory_gb: float | None = Field(None, ge=0, description="host memory, in GB")
 
 
 class Stats(Strict):
-    confidence: float = Field(0.95, gt=0.5, lt=1)
-    method: Literal["t", "bootstrap"] = "t"
-    correction: Literal["holm", "none"] = "holm"
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="level of the confidence intervals checks are judged on")
+    method: Literal["t", "bootstrap"] = Field("t", description="t-interval (Welch between arms) or bootstrap")
+    correction: Literal["holm", "none"] = Field("holm", description="multiple-comparison correction across hypotheses")
     bootstrap_samples: int = Field(2000, ge=100, le=100000)
 
 
 class Wandb(Strict):
     project: str
     entity: str | None = None
-    group: str | None = None
+    group: str | None = Field(None, description="W&B group of the runs (default: the study name)")
+    groups: dict[str, str] = Field(default_factory=dict, description="W&B group per stage, overriding `group`")
     tags: list[str] = Field(default_factory=list)
     mode: Literal["online", "offline", "disabled"] | None = None
 
 
 class Tracking(Strict):
-    wandb: Wandb | None = None
+    wandb: Wandb | None = Field(None, description="mirror every studyc.log call to W&B")
 
 
 class Cloud(Strict):
     infra: str | None = Field(None, description="SkyPilot infra, e.g. 'aws', 'gcp/us-central1', 'k8s', 'vast'")
-    use_spot: bool = False
-    autostop: Hours | None = None
+    use_spot: bool = Field(False, description="run on spot instances (SkyPilot recovers preempted jobs)")
+    autostop: Hours | None = Field(None, description="stop an idle cluster after this long")
     results: str | None = Field(None, pattern=r"^(s3|gs)://[^\s]+$", description="bucket path for run results")
     disk_gb: int | None = Field(None, ge=1)
     image_id: str | None = None
@@ -239,33 +288,46 @@ class Cloud(Strict):
 
 
 class Report(Strict):
-    dir: str | None = None
+    dir: str | None = Field(None, description="report directory (default reports/<study>/), plus /<profile>")
     leaderboard: str | None = Field(None, description="CSV appended with one row per arm across studies")
 
 
 class Study(Strict):
-    study: StudyName
+    """A study: arms under test, what they are compared with, how each is judged, and what it may cost."""
+
+    model_config = ConfigDict(title="studyc study")
+
+    study: StudyName = Field(description="the study's name (letters, digits, _ . -)")
     title: str | None = None
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
     run: RunSpec
-    metrics: dict[Ident, Metric] = Field(min_length=1)
+    metrics: dict[Ident, Metric] = Field(min_length=1, description="what runs report, and figures derived from it")
     primary: str | None = Field(None, description="the metric that ranks arms; the first metric with a goal by default")
-    baselines: dict[Ident, Baseline] = Field(default_factory=dict)
-    arms: dict[Ident, Arm] = Field(min_length=1)
-    stages: dict[Ident, Stage] = Field(default_factory=dict)
-    hypotheses: dict[Ident, Hypothesis] = Field(default_factory=dict)
-    tiers: dict[Ident, Tier | str] = Field(default_factory=dict)
-    decision: list[DecisionRule] = Field(default_factory=list)
-    expect: dict[Ident, dict[Ident, Annotated[list[float | None], Field(min_length=2, max_length=2)]]] = Field(default_factory=dict)
-    claims: dict[str, list[str]] = Field(default_factory=dict)
-    on_failure: dict[FailureClass, Recovery] = Field(default_factory=dict)
-    stop: dict[FailureClass, str] = Field(default_factory=dict)
-    prices: dict[str, float] = Field(default_factory=dict)
+    baselines: dict[Ident, Baseline] = Field(default_factory=dict, description="results this study does not produce: "
+                                             "{metric: value, source: ...}")
+    arms: dict[Ident, Arm] = Field(min_length=1, description="the configurations under test")
+    stages: dict[Ident, Stage] = Field(default_factory=dict, description="rounds run in order, with gates and promotion")
+    hypotheses: dict[Ident, Hypothesis] = Field(default_factory=dict, description="claims with the check that decides each")
+    tiers: dict[Ident, Tier | Expr] = Field(default_factory=dict, description="success tiers, lowest first "
+                                            "(e.g. minimum, target, stretch): the highest whose check holds is reached")
+    decision: list[DecisionRule] = Field(default_factory=list, description="what to do next, by the first rule that holds")
+    expect: dict[Ident, dict[Ident, Annotated[list[float | None], Field(min_length=2, max_length=2)]]] = Field(
+        default_factory=dict, description="expected ranges {arm: {metric: [low, high]}} (null: open); the report "
+        "shows expected against observed")
+    claims: dict[str, list[str]] = Field(default_factory=dict, description="claims and the hypotheses that support "
+                                         "them; status is derived: supported, partial, refuted, pending")
+    on_failure: dict[FailureClass, Recovery] = Field(default_factory=dict, description="the recovery playbook, per "
+                                                     "failure class")
+    stop: dict[FailureClass, Expr] = Field(default_factory=dict, description="end a run early when this condition over "
+                                           "its latest logged values holds, e.g. diverged: loss != loss or loss > 1e3")
+    prices: dict[str, float] = Field(default_factory=dict, description="$/GPU-hour per accelerator, overriding the "
+                                     "built-in table (CPU: $/core-hour)")
     budget: Budget = Field(default_factory=Budget)
-    machine: Machine | None = None
+    machine: Machine | None = Field(None, description="the machine runs share (packing by GPU memory, CPUs, memory)")
     stats: Stats = Field(default_factory=Stats)
-    profiles: dict[Ident, dict[str, Any]] = Field(default_factory=dict)
+    profiles: dict[Ident, dict[str, Any]] = Field(default_factory=dict, description="named overlays of this study "
+                                                  "(e.g. cpu: the same study at a scale a laptop runs)")
     tracking: Tracking = Field(default_factory=Tracking)
     cloud: Cloud = Field(default_factory=Cloud)
     report: Report = Field(default_factory=Report)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from studyc.errors import StudyError, did_you_mean
 from studyc.spec import expr as E
-from studyc.spec.arms import ArmSpec, expand_arms, template_fields
+from studyc.spec.arms import ArmSpec, expand_arms, render_name, sweep_points, template_fields
 from studyc.spec.loader import Source
 from studyc.spec.model import Study
 
@@ -45,8 +45,11 @@ class Names:
             raise E.ExprError(f"'{ref.dotted}' has too many parts", ref.col, "write arm.metric")
         if group in self.baselines:
             if metric not in self.baselines[group]:
+                close = did_you_mean(metric, self.baselines[group]) if self.baselines[group] else None
                 raise E.ExprError(f"baseline '{group}' has no value for '{metric}'", metric_col,
-                                  did_you_mean(metric, self.baselines[group]) or f"add `{metric}: <value>` to baseline '{group}'")
+                                  close if close and close.startswith("did") else
+                                  f"add `{metric}: <value>` to baseline '{group}'" + (
+                                      f" (it has {', '.join(sorted(self.baselines[group]))})" if self.baselines[group] else ""))
             return E.Type.NUM
         if group in self.arms or group == "champion":
             if metric not in self.run_metrics:
@@ -67,8 +70,9 @@ class Names:
                     return E.Type.BOOL
                 if name in self.study_metrics:
                     return E.Type.NUM
-                if name in self.arms:
-                    raise E.ExprError(f"'{name}' is an arm: name one of its metrics", ref.col,
+                if name in self.arms or name == "champion":
+                    what = "an arm" if name in self.arms else "the best arm by the primary metric"
+                    raise E.ExprError(f"'{name}' is {what}: name one of its metrics", ref.col,
                                       f"e.g. {name}.{self.study.primary_metric}")
                 known = list(self.study_metrics) + (list(self.hypotheses) if hypotheses else [])
                 raise E.ExprError(f"unknown name '{name}'", ref.col,
@@ -126,19 +130,35 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
                 if not items:
                     problem(("arms", family, "zip" if kind == "zip" else kind, key), f"{kind} values for '{key}' are empty",
                             "list at least one value")
+        lengths = {k: len(v) for k, v in (arm.zip_ or {}).items()}
+        expandable = len(set(lengths.values())) <= 1 and all(items for kind in (arm.grid, arm.zip_) for items in (kind or {}).values())
         if arm.zip_:
-            lengths = {k: len(v) for k, v in arm.zip_.items()}
             if len(set(lengths.values())) > 1:
                 problem(("arms", family, "zip"), "zip lists must have the same length: "
-                        + ", ".join(f"{k}={n}" for k, n in lengths.items()), "zip pairs the i-th values of each list")
+                        + ", ".join(f"{k}={n}" for k, n in lengths.items()), "zip pairs the i-th values of each list",
+                        key=True)
         if arm.name is not None:
             if not keys:
-                problem(("arms", family, "name"), "'name' is a template for sweep arms, but this arm has no grid or zip",
+                problem(("arms", family, "name"), "'name' names sweep arms, but this arm has no grid or zip",
                         "remove 'name', or add a grid")
-            for fld in template_fields(arm.name):
-                if fld != "arm" and fld not in keys:
-                    problem(("arms", family, "name"), f"name template uses '{{{fld}}}', which is not swept",
-                            did_you_mean(fld, keys + ["arm"]))
+            elif isinstance(arm.name, list):
+                points = len(sweep_points(arm)) if expandable else None
+                if points is not None and len(arm.name) != points:
+                    problem(("arms", family, "name"), f"'name' lists {len(arm.name)} names, but the sweep has {points} points",
+                            "give one name per point, in the order the sweep expands (grid first, then zip)")
+            else:
+                fields = template_fields(arm.name)
+                for fld in fields:
+                    if fld != "arm" and fld not in keys:
+                        problem(("arms", family, "name"), f"name template uses '{{{fld}}}', which is not swept",
+                                did_you_mean(fld, keys + ["arm"]))
+                if all(f == "arm" or f in keys for f in fields) and expandable:
+                    try:
+                        for point in sweep_points(arm):
+                            render_name(arm.name, point, family)
+                    except (ValueError, TypeError) as exc:
+                        problem(("arms", family, "name"), f"cannot format the name template: {exc}",
+                                "a format such as {lr:g} or {tokens:03d} must suit the swept values")
         if arm.reuse is not None and (arm.config or arm.grid or arm.zip_):
             problem(("arms", family, "reuse"), "a reused arm runs nothing, so it cannot also set config or sweeps",
                     "remove 'config' or 'reuse'")
@@ -240,6 +260,13 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
                 problem(("arms", arm.family), f"arm '{arm.name}' is in no stage, so it would never run",
                         "list it in a stage's arms", key=True)
 
+    wandb = study.tracking.wandb
+    for stage_name in (wandb.groups if wandb else {}):
+        if stage_name not in study.stages:
+            problem(("tracking", "wandb", "groups", stage_name), f"unknown stage '{stage_name}'",
+                    did_you_mean(stage_name, study.stages) or "groups are set per stage; this study has no stages",
+                    key=True)
+
     # Hypotheses, tiers, decision.
     for name, hyp in study.hypotheses.items():
         expression(("hypotheses", name, "check"), hyp.check, names.check_context(False), E.Type.BOOL, f"check of {name}")
@@ -276,7 +303,7 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
         for key, edit in recovery.config.items():
             if key.split(".")[0] not in config_keys:
                 problem(("on_failure", cls, "config", key), f"'{key}' is not a config key", did_you_mean(key, config_keys), key=True)
-            if isinstance(edit, str):
+            elif isinstance(edit, str):
                 expression(("on_failure", cls, "config", key), edit, _bare(config_keys, "config key"), None, f"edit of '{key}'")
     for cls, rule in study.stop.items():
         expression(("stop", cls), rule, _bare(None, "metric"), E.Type.BOOL, f"stop rule '{cls}'")

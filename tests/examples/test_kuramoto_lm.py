@@ -1,21 +1,12 @@
 """PhaseGPT example: Kuramoto attention pieces and the trainer's run protocol, at toy size.
 
-No tests/examples/__init__.py on purpose: as a package it would be imported as
-``examples`` and shadow the top-level ``examples`` package under test.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `examples` is not an installed package
-    sys.path.insert(0, str(ROOT))
 
 torch = pytest.importorskip("torch")
 
@@ -44,16 +35,6 @@ TOY = {
 }
 FINAL = ("val_ppl", "order_r", "train_time", "params")
 
-
-def run_main(monkeypatch, tmp_path, name: str, **overrides) -> tuple[dict, list[dict]]:
-    cfg_path = tmp_path / f"{name}.json"
-    cfg_path.write_text(json.dumps({**TOY, **overrides}))
-    run_dir = tmp_path / name
-    monkeypatch.setenv("STUDYC_CONFIG", str(cfg_path))
-    monkeypatch.setenv("STUDYC_RUN_DIR", str(run_dir))
-    monkeypatch.delenv("STUDYC_SEED", raising=False)
-    final = trainer.main([])
-    return final, sdk.read_metrics(run_dir / "metrics.jsonl")
 
 
 def toy_model(**kw) -> GPT:
@@ -121,8 +102,8 @@ def test_corpus_is_offline_and_deterministic():
     assert decode(encode("def f(x):\n    return x")) == "def f(x):\n    return x"
 
 
-def test_main_logs_final_metrics_and_is_deterministic_per_seed(monkeypatch, tmp_path):
-    final_a, records = run_main(monkeypatch, tmp_path, "a", seed=0)
+def test_main_logs_final_metrics_and_is_deterministic_per_seed(monkeypatch, tmp_path, run_main):
+    final_a, records = run_main("a", seed=0)
     last = records[-1]
     for name in FINAL:
         assert name in last and math.isfinite(last[name]), name
@@ -132,16 +113,16 @@ def test_main_logs_final_metrics_and_is_deterministic_per_seed(monkeypatch, tmp_
     assert all({"val_loss", "val_ppl", "order_r"} <= set(r) for r in evals)
     assert last["val_ppl"] == pytest.approx(math.exp(last["val_loss"]))
 
-    final_b, _ = run_main(monkeypatch, tmp_path, "b", seed=0)
-    final_c, _ = run_main(monkeypatch, tmp_path, "c", seed=1)
+    final_b, _ = run_main("b", seed=0)
+    final_c, _ = run_main("c", seed=1)
     assert final_b["val_ppl"] == final_a["val_ppl"] and final_b["order_r"] == final_a["order_r"]
     assert final_c["val_ppl"] != final_a["val_ppl"]
 
 
-def test_baseline_has_no_order_parameter(monkeypatch, tmp_path):
-    final, records = run_main(monkeypatch, tmp_path, "base", phase_layer=-1, steps=4, eval_interval=4)
+def test_baseline_has_no_order_parameter(monkeypatch, tmp_path, run_main):
+    final, records = run_main("base", phase_layer=-1, steps=4, eval_interval=4)
     assert "order_r" not in records[-1] and math.isfinite(records[-1]["val_ppl"])
-    assert final["params"] < run_main(monkeypatch, tmp_path, "phase", steps=4, eval_interval=4)[0]["params"]
+    assert final["params"] < run_main("phase", steps=4, eval_interval=4)[0]["params"]
 
 
 def test_set_overrides_and_unknown_keys(monkeypatch, tmp_path):
@@ -152,7 +133,7 @@ def test_set_overrides_and_unknown_keys(monkeypatch, tmp_path):
         trainer.load_config(trainer.DEFAULTS, ["--set", "couplng=2.5"])
 
 
-def test_nan_loss_exits_nonzero(monkeypatch, tmp_path, capsys):
+def test_nan_loss_exits_nonzero(monkeypatch, tmp_path, capsys, run_main):
     real_forward = GPT.forward
 
     def poisoned(self, idx, targets=None):
@@ -161,7 +142,7 @@ def test_nan_loss_exits_nonzero(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(GPT, "forward", poisoned)
     with pytest.raises(SystemExit) as exc:
-        run_main(monkeypatch, tmp_path, "nan", steps=3)
+        run_main("nan", steps=3)
     assert exc.value.code not in (0, None)
     assert "nan" in capsys.readouterr().err.lower()
     logged = sdk.read_metrics(tmp_path / "nan" / "metrics.jsonl")

@@ -1,25 +1,15 @@
 """Latent-bridge example: tasks, the K/V-cached decoder, the translator and the trainer.
 
-No tests/examples/__init__.py on purpose: as a package it would be imported as
-``examples`` and shadow the top-level ``examples`` package under test.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `examples` is not an installed package
-    sys.path.insert(0, str(ROOT))
-
 torch = pytest.importorskip("torch")
 
-from studyc.runtime import sdk  # noqa: E402
 
 from examples.latent_bridge import train as trainer  # noqa: E402
 from examples.latent_bridge.data import VOCAB_SIZE, decode, make_splits  # noqa: E402
@@ -59,16 +49,6 @@ FINAL = (
     "params",
 )
 
-
-def run_main(monkeypatch, tmp_path, name: str, **overrides) -> tuple[dict, list[dict]]:
-    cfg_path = tmp_path / f"{name}.json"
-    cfg_path.write_text(json.dumps({**TOY, **overrides}))
-    run_dir = tmp_path / name
-    monkeypatch.setenv("STUDYC_CONFIG", str(cfg_path))
-    monkeypatch.setenv("STUDYC_RUN_DIR", str(run_dir))
-    monkeypatch.delenv("STUDYC_SEED", raising=False)
-    final = trainer.main([])
-    return final, sdk.read_metrics(run_dir / "metrics.jsonl")
 
 
 def split_cfg(**kw) -> dict:
@@ -131,8 +111,8 @@ def test_translator_shapes_and_infonce():
     assert infonce(soft, aligned, tr.align, 0.1) < infonce(soft, aligned.roll(1, dims=0), tr.align, 0.1)
 
 
-def test_main_logs_final_metrics_and_kv_cache_is_smaller(monkeypatch, tmp_path):
-    final, records = run_main(monkeypatch, tmp_path, "a", seed=0, early_stopping=False)
+def test_main_logs_final_metrics_and_kv_cache_is_smaller(monkeypatch, tmp_path, run_main):
+    final, records = run_main("a", seed=0, early_stopping=False)
     last = records[-1]
     for name in FINAL:
         assert name in last and math.isfinite(last[name]), name
@@ -146,8 +126,8 @@ def test_main_logs_final_metrics_and_kv_cache_is_smaller(monkeypatch, tmp_path):
     assert all({"acc", "loss", "nce"} <= set(r) for r in evals)
     assert final["final_acc"] == evals[-1]["acc"]  # no early stopping: the last model
 
-    again, _ = run_main(monkeypatch, tmp_path, "b", seed=0, early_stopping=False)
-    other, _ = run_main(monkeypatch, tmp_path, "c", seed=1, early_stopping=False)
+    again, _ = run_main("b", seed=0, early_stopping=False)
+    other, _ = run_main("c", seed=1, early_stopping=False)
     same_keys = [k for k in FINAL if k != "train_time"]
     assert {k: again[k] for k in same_keys} == {k: final[k] for k in same_keys}
     assert (other["source_acc"], other["target_acc"], other["final_acc"]) != (
@@ -157,9 +137,9 @@ def test_main_logs_final_metrics_and_kv_cache_is_smaller(monkeypatch, tmp_path):
     )
 
 
-def test_early_stopping_restores_the_best_validation_model(monkeypatch, tmp_path):
+def test_early_stopping_restores_the_best_validation_model(monkeypatch, tmp_path, run_main):
     final, records = run_main(
-        monkeypatch, tmp_path, "es", early_stopping=True, patience=2, infonce=False, lr=0.02, steps=60
+        "es", early_stopping=True, patience=2, infonce=False, lr=0.02, steps=60
     )
     evals = [r for r in records if "val_acc" in r]
     assert all("nce" not in r for r in evals)
@@ -169,15 +149,15 @@ def test_early_stopping_restores_the_best_validation_model(monkeypatch, tmp_path
         assert len(evals) - 1 - evals.index(best) == 2
 
 
-def test_multihop_run(monkeypatch, tmp_path):
+def test_multihop_run(monkeypatch, tmp_path, run_main):
     final, _ = run_main(
-        monkeypatch, tmp_path, "mh", dataset="multihop", steps=10, source_steps=10, target_steps=10, soft_tokens=4
+        "mh", dataset="multihop", steps=10, source_steps=10, target_steps=10, soft_tokens=4
     )
     assert final["kv_cache_bytes"] < final["kv_cache_text_bytes"]  # 4 soft tokens vs 9 text tokens
     assert all(math.isfinite(final[k]) for k in FINAL)
 
 
-def test_nan_loss_exits_nonzero(monkeypatch, tmp_path, capsys):
+def test_nan_loss_exits_nonzero(monkeypatch, tmp_path, capsys, run_main):
     real = trainer.infonce
 
     def poisoned(*args, **kwargs):
@@ -185,6 +165,6 @@ def test_nan_loss_exits_nonzero(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(trainer, "infonce", poisoned)
     with pytest.raises(SystemExit) as exc:
-        run_main(monkeypatch, tmp_path, "nan", steps=5)
+        run_main("nan", steps=5)
     assert exc.value.code not in (0, None)
     assert "nan" in capsys.readouterr().err.lower()

@@ -1,27 +1,17 @@
 """Speedup example: the two attention paths agree, and baseline/optimized runs are comparable.
 
-No tests/examples/__init__.py on purpose: as a package it would be imported as
-``examples`` and shadow the top-level ``examples`` package under test.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `examples` is not an installed package
-    sys.path.insert(0, str(ROOT))
-
 torch = pytest.importorskip("torch")
 
-from studyc.runtime import sdk  # noqa: E402
 
-from examples.speedup import train as trainer  # noqa: E402
+from examples.speedup import train as trainer  # noqa: E402,F401  (run_main runs trainer.main)
 from examples.speedup.data import make_copy_data  # noqa: E402
 from examples.speedup.model import GPT, ModelConfig  # noqa: E402
 
@@ -44,16 +34,6 @@ TOY = {
 }
 FINAL = ("total_time", "avg_epoch_time", "final_loss", "throughput", "samples_per_s", "params", "peak_mem_mb")
 
-
-def run_main(monkeypatch, tmp_path, name: str, **overrides) -> tuple[dict, list[dict]]:
-    cfg_path = tmp_path / f"{name}.json"
-    cfg_path.write_text(json.dumps({**TOY, **overrides}))
-    run_dir = tmp_path / name
-    monkeypatch.setenv("STUDYC_CONFIG", str(cfg_path))
-    monkeypatch.setenv("STUDYC_RUN_DIR", str(run_dir))
-    monkeypatch.delenv("STUDYC_SEED", raising=False)
-    final = trainer.main([])
-    return final, sdk.read_metrics(run_dir / "metrics.jsonl")
 
 
 def test_copy_task_targets_are_the_copied_half():
@@ -90,9 +70,9 @@ def test_gradient_accumulation_matches_one_big_batch():
     assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(full, model.parameters()))
 
 
-def test_both_modes_log_all_metrics_same_params_and_comparable_loss(monkeypatch, tmp_path):
-    base, base_records = run_main(monkeypatch, tmp_path, "baseline", mode="baseline")
-    opt, opt_records = run_main(monkeypatch, tmp_path, "optimized", mode="optimized")
+def test_both_modes_log_all_metrics_same_params_and_comparable_loss(monkeypatch, tmp_path, run_main):
+    base, base_records = run_main("baseline", mode="baseline")
+    opt, opt_records = run_main("optimized", mode="optimized")
     for records in (base_records, opt_records):
         epochs = [r for r in records if "epoch_time" in r]
         assert len(epochs) == TOY["epochs"]
@@ -108,22 +88,22 @@ def test_both_modes_log_all_metrics_same_params_and_comparable_loss(monkeypatch,
             assert b["loss"] == pytest.approx(o["loss"], abs=1e-3)
 
 
-def test_same_seed_same_loss_different_seed_different_loss(monkeypatch, tmp_path):
-    a, _ = run_main(monkeypatch, tmp_path, "a", mode="optimized", seed=0, epochs=1)
-    b, _ = run_main(monkeypatch, tmp_path, "b", mode="optimized", seed=0, epochs=1)
-    c, _ = run_main(monkeypatch, tmp_path, "c", mode="optimized", seed=1, epochs=1)
+def test_same_seed_same_loss_different_seed_different_loss(monkeypatch, tmp_path, run_main):
+    a, _ = run_main("a", mode="optimized", seed=0, epochs=1)
+    b, _ = run_main("b", mode="optimized", seed=0, epochs=1)
+    c, _ = run_main("c", mode="optimized", seed=1, epochs=1)
     assert a["final_loss"] == b["final_loss"]
     assert c["final_loss"] != a["final_loss"]
 
 
-def test_bad_settings_are_rejected(monkeypatch, tmp_path):
+def test_bad_settings_are_rejected(monkeypatch, tmp_path, run_main):
     with pytest.raises(SystemExit):
-        run_main(monkeypatch, tmp_path, "mode", mode="fast")
+        run_main("mode", mode="fast")
     with pytest.raises(SystemExit):
-        run_main(monkeypatch, tmp_path, "micro", baseline_micro_batch=5)
+        run_main("micro", baseline_micro_batch=5)
 
 
-def test_nan_loss_exits_nonzero(monkeypatch, tmp_path, capsys):
+def test_nan_loss_exits_nonzero(monkeypatch, tmp_path, capsys, run_main):
     real_forward = GPT.forward
 
     def poisoned(self, idx, targets=None):
@@ -132,6 +112,6 @@ def test_nan_loss_exits_nonzero(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(GPT, "forward", poisoned)
     with pytest.raises(SystemExit) as exc:
-        run_main(monkeypatch, tmp_path, "nan", epochs=1)
+        run_main("nan", epochs=1)
     assert exc.value.code not in (0, None)
     assert "nan" in capsys.readouterr().err.lower()

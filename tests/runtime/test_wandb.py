@@ -101,3 +101,40 @@ def test_without_tracking_runs_never_import_wandb(tmp_path, write_study):
     orchestrate.execute(load(str(write_study(study(trainer, "")))), store)
     run_id = store.study_runs("tracked", None)[0]["run_id"]
     assert {v for _, _, n, v in store.series([run_id])[run_id] if n == "wandb_loaded"} == {0.0}
+
+
+def test_no_credentials_skips_tracking_and_runs_still_train(tmp_path, monkeypatch):
+    """A study that asks for W&B on a machine with no key must not lose its runs."""
+    from click.testing import CliRunner
+
+    from studyc.cli import main
+    from studyc.runtime import wandb_log
+
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    wandb_log.unavailable.cache_clear()
+    trainer = tmp_path / "train.py"
+    trainer.write_text(TRAINER)
+    path = tmp_path / "s.yaml"
+    path.write_text(study(trainer, "tracking: {wandb: {project: p}}\n"))
+    result = CliRunner().invoke(main, ["run", str(path), "--store", str(tmp_path / "store"), "--out", str(tmp_path / "r")])
+    wandb_log.unavailable.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "W&B tracking skipped: no W&B credentials" in result.output
+    runs = Store(tmp_path / "store").study_runs("tracked", None)
+    assert [r["status"] for r in runs] == ["done"]
+
+
+def test_a_failing_wandb_init_does_not_fail_the_run(tmp_path, monkeypatch, capsys):
+    from studyc.runtime import sdk
+
+    monkeypatch.setenv("STUDYC_RUN_DIR", str(tmp_path))
+    monkeypatch.setenv("STUDYC_WANDB_PROJECT", "p")
+    monkeypatch.setenv("STUDYC_WANDB_MODE", "not-a-mode")  # wandb.init rejects it
+    monkeypatch.setattr(sdk, "_wandb_run", None)
+    sdk.log(step=0, loss=1.0)
+    sdk.log(step=1, loss=0.5)
+    assert "W&B logging disabled" in capsys.readouterr().err
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
