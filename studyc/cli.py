@@ -440,7 +440,11 @@ def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | Non
         console.print(f"then up to {len(dry.pending)} runs of promoted stages ({', '.join(stages)}), launched once "
                       f"the gates are judged: {sum(r.est_hours for r in dry.pending):.3g} h, "
                       f"{_money(sum(r.est_usd for r in dry.pending))}")
-    console.print(f"at most {plan.parallel} jobs at once")
+    console.print(f"at most {plan.parallel} job{'s' if plan.parallel != 1 else ''} at once"
+                  + (", stage by stage: " + " → ".join(s.name for s in plan.stages) if len(plan.stages) > 1 else ""))
+    if plan.schedule.get("machine"):
+        console.print("note: the totals' wall-clock packs the runs on the study's `machine`; on the cloud each job has "
+                      "a machine of its own")
     if dry.recovery:
         console.print("job_recovery: " + ", ".join(f"{k}={v}" for k, v in dry.recovery.items()))
     for note in dry.recovery_notes:

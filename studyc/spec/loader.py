@@ -1,6 +1,7 @@
-"""Load a study file: ruamel.yaml (keeping every node's line and column), profile overlay,
-pydantic validation, then the semantic checks. Every problem becomes a positioned
-StudyError; all of a file's problems are raised together as StudyErrors.
+"""Load a study file: YAML parsed into a tree that keeps every node's line and column
+(``studyc.spec.yamlpos``), profile overlay, pydantic validation, then the semantic checks.
+Every problem becomes a positioned StudyError; all of a file's problems are raised
+together as StudyErrors.
 """
 
 from __future__ import annotations
@@ -10,24 +11,26 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from studyc.errors import StudyError, StudyErrors, did_you_mean
 from studyc.spec.expr import ExprError
 from studyc.spec.model import Study
+from studyc.spec.yamlpos import PMap, PSeq, StructureError, parse
 
 
 class Source:
     """A parsed YAML document that can say where any node of it is."""
 
-    def __init__(self, file: str, text: str, tree: Any):
+    def __init__(self, file: str, lines: list[str], tree: Any):
         self.file = file
-        self.lines = text.splitlines()
+        self.lines = lines
         self.tree = tree
+
+    def with_tree(self, tree: Any) -> "Source":
+        """The same file's lines with another tree over them (a profile's overlay)."""
+        return Source(self.file, self.lines, tree)
 
     def _line_text(self, line: int) -> str | None:
         return self.lines[line - 1] if 0 < line <= len(self.lines) else None
@@ -35,23 +38,16 @@ class Source:
     def locate(self, path: tuple, key: bool = False) -> tuple[int, int, Any]:
         """1-based (line, col) of the node at ``path`` (or of its key), plus the node.
         Path elements that are not in the tree (pydantic's union tags) are skipped."""
-        node, line, col = self.tree, 1, 1
-        if isinstance(node, (CommentedMap, CommentedSeq)):
-            line, col = node.lc.line + 1, node.lc.col + 1
+        node = self.tree
+        line, col = node.at if isinstance(node, (PMap, PSeq)) else (0, 0)
         for i, part in enumerate(path):
-            last = i == len(path) - 1
-            if isinstance(node, CommentedMap) and part in node:
-                k_line, k_col, v_line, v_col = _lc_entry(node, part)
-                if last and key:
-                    line, col = k_line + 1, k_col + 1
-                else:
-                    line, col = v_line + 1, v_col + 1
+            if isinstance(node, PMap) and part in node:
+                line, col = (node.key_at if key and i == len(path) - 1 else node.value_at)[part]
                 node = node[part]
-            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-                line, col = node.lc.item(part)
-                line, col = line + 1, col + 1
+            elif isinstance(node, PSeq) and isinstance(part, int) and 0 <= part < len(node):
+                line, col = node.item_at[part]
                 node = node[part]
-        return line, col, node
+        return line + 1, col + 1, node
 
     def error(self, path: tuple, message: str, hint: str | None = None, key: bool = False) -> StudyError:
         line, col, _ = self.locate(path, key=key)
@@ -60,27 +56,12 @@ class Source:
     def expr_error(self, path: tuple, err: ExprError, what: str) -> StudyError:
         """An error inside the expression at ``path``, pointing at its column."""
         line, col, node = self.locate(path)
-        style = getattr(node, "style", None) if hasattr(node, "style") else None
-        quoted = type(node).__name__ in ("DoubleQuotedScalarString", "SingleQuotedScalarString") or style in ('"', "'")
+        quoted = getattr(node, "style", None) in ('"', "'")
         text_line = self._line_text(line)
         offset = err.col + (1 if quoted else 0)
         if text_line is not None and str(node) not in text_line:
             offset = 0  # a block scalar or a multi-line value: point at its start
         return StudyError(f"{what}: {err.message}", self.file, line, col + offset, err.hint, text_line, tuple(path))
-
-
-def _lc_entry(node: CommentedMap, key: Any) -> tuple[int, int, int, int]:
-    entry = node.lc.data.get(key) if getattr(node.lc, "data", None) else None
-    if entry and len(entry) >= 4:
-        return entry[0], entry[1], entry[2], entry[3]
-    return node.lc.line, node.lc.col, node.lc.line, node.lc.col
-
-
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = False
-    yaml.preserve_quotes = True
-    return yaml
 
 
 def parse_yaml(text: str, file: str) -> Source:
@@ -94,27 +75,25 @@ def parse_yaml(text: str, file: str) -> Source:
     if errors:
         raise StudyErrors(errors)
     try:
-        tree = _yaml().load(text)
-    except DuplicateKeyError as exc:
+        tree = parse(text)
+    except StructureError as exc:
         mark = exc.problem_mark
-        key = (exc.problem or "").split('"')[1] if '"' in (exc.problem or "") else ""
-        raise StudyErrors([StudyError(f"duplicate key '{key}'" if key else "duplicate key", file, mark.line + 1,
-                                      mark.column + 1, "each key may appear once per mapping; merge or rename one",
+        raise StudyErrors([StudyError(exc.problem, file, mark.line + 1, mark.column + 1, exc.hint,
                                       _nth_line(text, mark.line + 1))]) from None
-    except MarkedYAMLError as exc:
+    except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         problem = exc.problem or exc.context or "invalid YAML"
         raise StudyErrors([StudyError(f"YAML syntax error: {problem}", file, line, col, _syntax_hint(problem),
                                       _nth_line(text, line))]) from None
-    except YAMLError as exc:
-        raise StudyErrors([StudyError(f"YAML syntax error: {exc}", file)]) from None
+    except (yaml.YAMLError, RecursionError) as exc:  # e.g. a character YAML does not allow
+        raise StudyErrors([StudyError(f"YAML syntax error: {exc}", file, hint="check the file's characters and nesting")]) from None
     if tree is None:
         raise StudyErrors([StudyError("the file is empty", file, 1, 1, "a study starts with `study: <name>`")])
-    if not isinstance(tree, CommentedMap):
+    if not isinstance(tree, PMap):
         raise StudyErrors([StudyError("a study must be a mapping of keys (study:, run:, arms:, ...)", file, 1, 1,
                                       "start with `study: <name>`", _nth_line(text, 1))])
-    return Source(file, text, tree)
+    return Source(file, text.splitlines(), tree)
 
 
 def _nth_line(text: str, n: int) -> str | None:
@@ -137,16 +116,13 @@ def _syntax_hint(problem: str) -> str:
 def overlay(base: Any, top: Any) -> Any:
     """Deep-merge ``top`` over ``base``: mappings merge, anything else replaces. Each
     node keeps the position of the file text it came from."""
-    if not (isinstance(base, CommentedMap) and isinstance(top, CommentedMap)):
+    if not (isinstance(base, PMap) and isinstance(top, PMap)):
         return top
-    out = CommentedMap()
-    out._yaml_set_line_col(base.lc.line, base.lc.col)
+    out = PMap(base.at)
     for key, value in base.items():
-        out[key] = value
-        out.lc.add_kv_line_col(key, list(_lc_entry(base, key)))
+        out.put(key, value, base.key_at[key], base.value_at[key])
     for key, value in top.items():
-        out[key] = overlay(base[key], value) if key in base else value
-        out.lc.add_kv_line_col(key, list(_lc_entry(top, key)))
+        out.put(key, overlay(base[key], value) if key in base else value, top.key_at[key], top.value_at[key])
     return out
 
 
@@ -273,17 +249,11 @@ def _fields_model_step(model: Any, part: Any) -> Any:
 
 
 def _plain(node: Any) -> Any:
-    """ruamel containers and scalar subclasses to plain Python values."""
+    """Positioned containers and text to plain Python values."""
     if isinstance(node, dict):
-        return {str(k) if not isinstance(k, (int, float, bool)) else k: _plain(v) for k, v in node.items()}
+        return {k if isinstance(k, (int, float, bool)) else str(k): _plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_plain(v) for v in node]
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
     if isinstance(node, str):
         return str(node)
     return node
@@ -304,30 +274,35 @@ class LoadedStudy:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def load(path: str | Path, profile: str | None = None, text: str | None = None) -> LoadedStudy:
-    """Read, overlay ``profile``, validate. Raises StudyErrors listing every problem."""
-    path = Path(path)
+def read_source(path: str | Path, text: str | None = None) -> Source:
+    """Read and parse a study file (YAML only: no validation yet)."""
     file = str(path)
     if text is None:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
             raise StudyErrors([StudyError("file not found", file, hint="check the path")]) from None
         except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
             raise StudyErrors([StudyError(f"cannot read the file: {exc}", file)]) from None
-    source = parse_yaml(text, file)
+    return parse_yaml(text, file)
+
+
+def with_profile(source: Source, profile: str) -> Source:
+    """The study with ``profile`` laid over it (the parsed tree itself is not changed)."""
     tree = source.tree
-    if profile is not None:
-        profiles = tree.get("profiles")
-        if not isinstance(profiles, CommentedMap) or profile not in profiles:
-            names = list(profiles) if isinstance(profiles, CommentedMap) else []
-            hint = did_you_mean(profile, names) if names else "this study defines no profiles"
-            raise StudyErrors([source.error(("profiles",) if names else (), f"unknown profile '{profile}'", hint, key=True)])
-        overlay_tree = profiles[profile]
-        if not isinstance(overlay_tree, CommentedMap):
-            raise StudyErrors([source.error(("profiles", profile), "a profile must be a mapping of overrides")])
-        merged = overlay(tree, overlay_tree)
-        source = Source(file, text, merged)
+    profiles = tree.get("profiles")
+    if not isinstance(profiles, PMap) or profile not in profiles:
+        names = list(profiles) if isinstance(profiles, PMap) else []
+        hint = did_you_mean(profile, names) if names else "this study defines no profiles"
+        raise StudyErrors([source.error(("profiles",) if names else (), f"unknown profile '{profile}'", hint, key=True)])
+    overlay_tree = profiles[profile]
+    if not isinstance(overlay_tree, PMap):
+        raise StudyErrors([source.error(("profiles", profile), "a profile must be a mapping of overrides")])
+    return source.with_tree(overlay(tree, overlay_tree))
+
+
+def validate_source(source: Source, path: Path, profile: str | None) -> LoadedStudy:
+    """pydantic validation, then the semantic checks; every problem at once."""
     try:
         study = Study.model_validate(_plain(source.tree))
     except ValidationError as exc:
@@ -340,17 +315,26 @@ def load(path: str | Path, profile: str | None = None, text: str | None = None) 
     return LoadedStudy(study, source, path, profile)
 
 
+def load(path: str | Path, profile: str | None = None, text: str | None = None) -> LoadedStudy:
+    """Read, overlay ``profile``, validate. Raises StudyErrors listing every problem."""
+    source = read_source(path, text)
+    if profile is not None:
+        source = with_profile(source, profile)
+    return validate_source(source, Path(path), profile)
+
+
 def validate_file(path: str | Path) -> list[StudyError]:
-    """Every problem in a file, in the study and in each of its profiles."""
+    """Every problem in a file, in the study and in each of its profiles (parsed once)."""
     try:
-        loaded = load(path)
+        source = read_source(path)
+        loaded = validate_source(source, Path(path), None)
     except StudyErrors as exc:
         return exc.errors
     errors: list[StudyError] = []
     seen = set()
     for name in loaded.study.profiles:
         try:
-            load(path, profile=name)
+            validate_source(with_profile(source, name), Path(path), name)
         except StudyErrors as exc:
             for err in exc.errors:
                 key = (err.line, err.col, err.message)

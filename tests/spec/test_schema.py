@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from ruamel.yaml import YAML
 
 from studyc.cli import main
 from studyc.spec.schema import REGENERATE, SCHEMA_FILE, json_schema, schema_text
+from studyc.spec.yamlpos import parse
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = sorted((REPO / "studies").glob("*.yaml"))
@@ -43,7 +43,7 @@ def test_every_study_points_editors_at_the_schema(path):
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
 def test_every_study_matches_the_schema(path):
     jsonschema = pytest.importorskip("jsonschema")
-    data = json.loads(json.dumps(YAML(typ="safe").load(path.read_text(encoding="utf-8"))))
+    data = json.loads(json.dumps(parse(path.read_text(encoding="utf-8"))))
     jsonschema.Draft202012Validator(json_schema()).validate(data)
 
 
