@@ -14,8 +14,6 @@ from typing import Any
 
 import yaml
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # pure Python where libyaml is missing
-
 _MERGE = "tag:yaml.org,2002:merge"
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -23,20 +21,27 @@ _INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
 _FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 
 
-class Loader(_Loader):
-    """libyaml's composer with the YAML 1.2 core schema's implicit types."""
+# JSON escapes characters beyond U+FFFF as surrogate pairs, which libyaml refuses.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
-    yaml_implicit_resolvers: dict = {}
+
+def _core_schema(base: type) -> type:
+    """``base`` (a PyYAML loader) resolving plain scalars by the YAML 1.2 core schema."""
+    loader = type(f"Core{base.__name__}", (base,), {"yaml_implicit_resolvers": {}})
+    for tag, regexp, first in (
+        ("tag:yaml.org,2002:bool", _BOOL, "tTfF"),
+        ("tag:yaml.org,2002:null", _NULL, ["~", "n", "N", ""]),
+        ("tag:yaml.org,2002:int", _INT, "-+0123456789"),
+        ("tag:yaml.org,2002:float", _FLOAT, "-+0123456789."),
+        (_MERGE, re.compile(r"^<<$"), "<"),
+    ):
+        loader.add_implicit_resolver(tag, regexp, list(first))
+    return loader
 
 
-for _tag, _regexp, _first in (
-    ("tag:yaml.org,2002:bool", _BOOL, "tTfF"),
-    ("tag:yaml.org,2002:null", _NULL, ["~", "n", "N", ""]),
-    ("tag:yaml.org,2002:int", _INT, "-+0123456789"),
-    ("tag:yaml.org,2002:float", _FLOAT, "-+0123456789."),
-    (_MERGE, re.compile(r"^<<$"), "<"),
-):
-    Loader.add_implicit_resolver(_tag, _regexp, list(_first))
+PureLoader = _core_schema(yaml.SafeLoader)
+FastLoader = _core_schema(yaml.CSafeLoader) if hasattr(yaml, "CSafeLoader") else PureLoader
 
 
 class PMap(dict):
@@ -87,15 +92,21 @@ def _scalar(node: yaml.ScalarNode) -> Any:
         return None
     if tag.endswith(":bool"):
         return value.lower() == "true"
-    if tag.endswith(":int"):
-        if value.startswith(("0o", "0x")):
-            return int(value[2:], 8 if value[1] == "o" else 16)
-        return int(value)
-    if tag.endswith(":float"):
-        lowered = value.lower().lstrip("+")
-        if lowered.endswith((".inf", ".nan")):
-            return float(lowered.replace(".", ""))
-        return float(value)
+    try:
+        if tag.endswith(":int"):
+            if value.startswith(("0o", "0x")):
+                return int(value[2:], 8 if value[1] == "o" else 16)
+            return int(value)
+        if tag.endswith(":float"):
+            lowered = value.lower().lstrip("+")
+            if lowered.endswith((".inf", ".nan")):
+                return float(lowered.replace(".", ""))
+            return float(value)
+    except ValueError:  # an explicit !!int or !!float on text, or a number too long to hold
+        raise StructureError(f"'{value[:40]}' is not a {tag.rsplit(':', 1)[-1]}", node.start_mark,
+                             "remove the tag or write a number") from None
+    if _SURROGATE.search(value):  # a pair from the pure parser
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     text = PStr(value)
     text.style = node.style or None
     return text
@@ -148,7 +159,7 @@ def _build_new(node: yaml.Node, memo: dict[int, Any], open_: set[int]) -> Any:
 
 def parse(text: str) -> Any:
     """The document's tree (None when empty). Raises yaml.YAMLError (with marks)."""
-    loader = Loader(text)
+    loader = (PureLoader if _SURROGATE_ESCAPE.search(text) else FastLoader)(text)
     try:
         node = loader.get_single_node()
     finally:

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY = {"torch", "sky", "wandb", "matplotlib", "numpy", "scipy", "jinja2", "rich",
-         "studyc.compiler", "studyc.runtime", "studyc.report"}
+HEAVY = {"torch", "sky", "wandb", "matplotlib", "numpy", "scipy", "jinja2", "rich", "sqlite3",
+         "studyc.compiler", "studyc.report", "studyc.runtime.scheduler", "studyc.runtime.store"}
 
 PROBE = """
 import glob, json, sys

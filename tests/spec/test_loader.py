@@ -141,3 +141,32 @@ def test_arbitrary_yaml_structures_give_study_errors_only(tmp_path, data):
         load(path)
     except StudyErrors as exc:
         assert all(e.line >= 0 for e in exc.errors)
+
+
+STUDY_TEXTS = {p.name: p.read_text() for p in sorted((REPO / "studies").glob("*.yaml"))}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(sorted(STUDY_TEXTS)), edits=st.lists(st.tuples(
+    st.sampled_from(["drop", "copy", "insert", "swap"]), st.integers(0, 10_000),
+    st.sampled_from(list(" :-[]{}#'\"\t\n,.*&!|>%@`0aZ_=<()")),
+), min_size=1, max_size=4))
+def test_damaged_real_studies_give_study_errors_only(tmp_path, name, edits):
+    """Real study files with lines dropped or duplicated and characters inserted: every
+    outcome is a valid study or positioned StudyErrors, never another exception."""
+    lines = STUDY_TEXTS[name].splitlines()
+    for kind, where, char in edits:
+        i = where % max(1, len(lines))
+        if kind == "drop" and lines:
+            del lines[i]
+        elif kind == "copy" and lines:
+            lines.insert(i, lines[i])
+        elif kind == "swap" and len(lines) > 1:
+            lines[i - 1], lines[i] = lines[i], lines[i - 1]
+        elif lines:
+            col = where % (len(lines[i]) + 1)
+            lines[i] = lines[i][:col] + char + lines[i][col:]
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    for err in validate_file(path):
+        assert err.message and err.line >= 0 and err.file == str(path)

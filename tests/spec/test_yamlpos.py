@@ -37,3 +37,10 @@ def test_structures_no_study_can_be(text, problem):
     with pytest.raises(StructureError) as info:
         parse(text)
     assert problem in info.value.problem and info.value.hint
+
+
+@pytest.mark.parametrize("text", ["a: !!int abc\n", "a: !!float x1\n", "a: " + "9" * 5000 + "\n"])
+def test_numbers_that_cannot_be_numbers(text):
+    with pytest.raises(StructureError) as info:
+        parse(text)
+    assert "is not a" in info.value.problem
