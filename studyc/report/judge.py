@@ -80,6 +80,9 @@ def settle_note(d: Estimate, margin: float, leaning: str, confidence: float, bey
     return more, f"the point estimate already misses it ({beyond}); {seeds} would likely confirm FAIL, if the mean and spread hold"
 
 
+_FLIPPED = {"<=": ">=", ">=": "<=", "<": ">", ">": "<", "==": "==", "!=": "!="}
+
+
 class Judge:
     def __init__(self, study: Study, results: Results):
         self.study = study
@@ -267,6 +270,20 @@ class Judge:
             text += f" ± {fmt_width(est.half_width(self.confidence))}"
         return text + (f" (n={est.n})" if with_n and est.n is not None else "")
 
+    def _comparison_sentence(self, op: str, left: E.Node, right: E.Node, a: Estimate, b: Estimate) -> str:
+        """'observed = value ± width (n), needs op threshold', told from the measured side:
+        ``0.3 <= a.r`` reads as 'a.r = ..., needs ≥ 0.3'."""
+        if isinstance(left, E.Num) and not isinstance(right, E.Num):
+            op, left, right, a, b = _FLIPPED[op], right, left, b, a
+        needs_value = fmt_threshold(b.point, a.point) if not b.uncertain else None
+        if isinstance(right, E.Num):
+            needs = needs_value
+        elif needs_value is not None:
+            needs = f"{E.to_source(right)} = {needs_value}"
+        else:
+            needs = f"{E.to_source(right)} = {self._value_text(b)}"
+        return f"{E.to_source(left)} = {self._value_text(a)}, needs {OP_TEXT[op]} {needs}"
+
     def compare(self, op: str, left: E.Node, right: E.Node, candidate: tuple[str, str] | None) -> Verdict:
         a, b = self.number(left, candidate), self.number(right, candidate)
         source = f"{E.to_source(left)} {OP_TEXT[op]} {E.to_source(right)}"
@@ -283,14 +300,7 @@ class Judge:
             status = PASS if lo == hi == 0 else FAIL if (lo > 0 or hi < 0) else INCONCLUSIVE
         else:
             status = FAIL if lo == hi == 0 else PASS if (lo > 0 or hi < 0) else INCONCLUSIVE
-        needs_value = fmt_threshold(b.point, a.point) if not b.uncertain else None
-        if isinstance(right, E.Num):
-            needs = needs_value
-        elif needs_value is not None:
-            needs = f"{E.to_source(right)} = {needs_value}"
-        else:
-            needs = f"{E.to_source(right)} = {self._value_text(b)}"
-        sentence = f"{E.to_source(left)} = {self._value_text(a)}, needs {OP_TEXT[op]} {needs}"
+        sentence = self._comparison_sentence(op, left, right, a, b)
         if a.uncertain and b.uncertain:
             welch = f", Welch df {d.df:.1f}" if math.isfinite(d.df) and d.draws is None else ""
             sentence += f" (difference {fmt(d.point)} [{fmt(lo)}, {fmt(hi)}]{welch})"

@@ -175,7 +175,6 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
     # Metrics.
     if study.primary is not None and study.primary not in study.metrics:
         problem(("primary",), f"unknown metric '{study.primary}'", did_you_mean(study.primary, study.metrics))
-    run_metric_names = names.run_metrics
     for name, metric in study.metrics.items():
         if metric.expr is None:
             continue

@@ -373,3 +373,10 @@ def test_bootstrap_method_agrees_on_clear_cases():
     assert v.status == INCONCLUSIVE
     # the percentile interval of resampled means lies inside the sample's range
     assert 0.050 <= v.observed["ci"][0] < 0.0515 < v.observed["ci"][1] <= 0.053
+
+
+def test_a_range_check_reads_from_the_measured_side():
+    v = verdict("0.3 <= a.m <= 0.55", {"a": [0.45, 0.5, 0.47]})
+    assert v.status == PASS
+    assert v.sentence.startswith("a.m = 0.4733") and "needs ≥ 0.3" in v.sentence and "needs ≤ 0.55" in v.sentence
+    assert "0.3 = 0.3" not in v.sentence
