@@ -81,7 +81,6 @@ def execute(loaded: LoadedStudy, store: Store, on_event: Callable[[Event], None]
         planned = [r for r in plan.runs if not r.pending]
         store.register_study(study.study, profile, str(loaded.path), plan.spec_hash, plan.checks_hash)
         store.forget_membership(study.study, profile, {(r.stage, r.arm, r.seed) for r in planned})
-        store.recover_interrupted([r.id for r in planned])
         store.add_runs(study.study, profile, planned)
         store.lock_checks(study.study, profile)
         spend = Spend()
