@@ -1,0 +1,413 @@
+"""`studyc promote`: write the winner's config back into the study (as its new
+``run.config`` values) or into a config file, keeping the file's comments and layout.
+
+The winner is the judged champion (the best arm of the last stage with complete results,
+by the primary metric, as the report names it) or an arm named on purpose. The values
+written are the study's own resolution of that arm (run.config, then the arm, then the
+stage it won in), without the profile: a profile runs the study smaller, it is not part of
+the winner. With ``report.leaderboard`` set, the winner's row is marked in the same step.
+
+Files are edited with ruamel.yaml's round-trip mode (imported only here): the document
+is changed and dumped, and only the lines of the entries that changed are taken from the
+dump, so every other line of the file stays byte for byte as it was.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studyc.errors import RunError, StudyErrors
+from studyc.runtime.store import Store
+from studyc.spec.arms import deep_merge, expand_arms
+from studyc.spec.loader import LoadedStudy, load
+
+STUDY_TARGET = ("run", "config")
+
+
+@dataclass
+class Winner:
+    arm: str
+    stage: str
+    why: str  # how it was chosen, with its number
+    config: dict[str, Any]  # resolved on the study itself: run.config < arm < stage
+
+
+@dataclass
+class Promotion:
+    winner: Winner
+    target: Path
+    at: str  # where in the target: 'run.config', or '' for a whole config file
+    changes: list[dict[str, Any]]  # {key, old, new}; old is None for a key that is added
+    diff: str
+    written: bool
+    leaderboard: dict[str, Any] | None = None
+    decision: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arm": self.winner.arm, "stage": self.winner.stage, "why": self.winner.why,
+                "target": str(self.target), "at": self.at, "changes": self.changes, "written": self.written,
+                "leaderboard": self.leaderboard, "decision": self.decision}
+
+
+# ---------------------------------------------------------------- the winner
+
+
+def find_winner(judged: LoadedStudy, own: LoadedStudy, store: Store, arm: str | None = None) -> tuple[Winner, Any]:
+    """The champion of ``judged``'s results (or ``arm``), with its config resolved on
+    ``own`` (the study without profile). Returns the winner and (results, verdicts)."""
+    from studyc.errors import did_you_mean
+    from studyc.report.collect import collect
+    from studyc.report.judge import Judge
+
+    study, profile = judged.study, judged.profile
+    if arm is not None and arm not in expand_arms(study):
+        raise RunError(f"--arm: unknown arm '{arm}'", did_you_mean(arm, list(expand_arms(study))))
+    results = collect(study, store, profile)
+    if not results.all_runs():
+        raise RunError(f"no results yet: the store at {store.home} holds no runs of study '{study.study}'"
+                       + (f" with profile '{profile}'" if profile else ""),
+                       f"run it first: `studyc run {judged.path}" + (f" --profile {profile}`" if profile else "`")
+                       + ", or point --store (or $STUDYC_HOME) at the store that has its runs")
+    judge = Judge(study, results)
+    verdicts = judge.all()
+    metric = study.primary_metric
+    chosen = arm is not None
+    arm = arm or verdicts["champion"]
+    if arm is None:
+        raise RunError(f"no champion yet: no arm of '{study.study}' has complete results for its primary metric "
+                       f"'{metric}'", f"let the runs finish (`studyc status {judged.path}`), or name the arm to "
+                       "promote with --arm")
+    result = results.arms.get(arm)
+    if result is None or result.source == "reuse":
+        raise RunError(f"arm '{arm}' has " + ("no results yet" if result is None else
+                                              "reused results: this study did not run it"),
+                       "promote an arm this study ran (the champion by default)")
+    specs = expand_arms(own.study)
+    spec = specs.get(arm)
+    if spec is not None and spec.same_as is not None:
+        spec = specs.get(spec.same_as)
+    if spec is None:
+        raise RunError(f"arm '{arm}' exists only with profile '{profile}'",
+                       "the values promoted are the study's own: add the arm to the study itself")
+    stage = result.stage or "main"
+    estimate = judge.arm_estimate(result, arm, metric)
+    unit = study.metrics[metric].unit
+    value = ("incomplete: " + "; ".join(estimate.missing) if estimate.is_missing else
+             f"{metric} = {estimate.point:.4g}" + (f" {unit}" if unit else "") + f" (n={estimate.n})")
+    where = f"stage {stage}" if stage in own.study.stages else "the study"
+    why = f"chosen with --arm, {value}" if chosen else f"champion: the best arm of {where} by {metric}, {value}"
+    stage_config = own.study.stages[stage].config if stage in own.study.stages else {}
+    config = _declared(deep_merge(deep_merge(own.study.run.config, spec.config), stage_config))
+    return Winner(arm, stage, why, config), (results, verdicts)
+
+
+def _declared(config: dict[str, Any]) -> dict[str, Any]:
+    """Keys as the config file spells them: a new key declared '+key' in an arm is 'key'."""
+    return {k.removeprefix("+"): _declared(v) if isinstance(v, dict) else v for k, v in config.items()}
+
+
+# ---------------------------------------------------------------- editing YAML and JSON
+
+
+def _changes(old: Any, new: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
+    """Leaf by leaf, what ``new`` changes in the mapping ``old`` (nested mappings merge)."""
+    out = []
+    for key, value in new.items():
+        path = f"{prefix}{key}"
+        present = isinstance(old, dict) and key in old
+        current = old[key] if present else None
+        if isinstance(value, dict) and isinstance(current, dict):
+            out += _changes(current, value, f"{path}.")
+        elif not present:
+            out.append({"key": path, "old": None, "new": value, "added": True})
+        elif _plain(current) != value:
+            out.append({"key": path, "old": _plain(current), "new": value, "added": False})
+    return out
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip nodes (CommentedMap, ScalarFloat, ...) as plain Python values."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def _like(old: Any, new: Any) -> Any:
+    """``new`` in the style of the node it replaces: a flow list stays a flow list."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(new, list):
+        seq = CommentedSeq(_like(None, v) for v in new)
+        if isinstance(old, CommentedSeq) and old.fa.flow_style():
+            seq.fa.set_flow_style()
+        return seq
+    if isinstance(new, dict):
+        mapping = CommentedMap((k, _like(None, v)) for k, v in new.items())
+        if isinstance(old, CommentedMap) and old.fa.flow_style():
+            mapping.fa.set_flow_style()
+        return mapping
+    return new
+
+
+def _assign(target: Any, values: dict[str, Any]) -> list[str]:
+    """Set ``values`` into the round-trip mapping ``target`` in place (nested mappings
+    merge, so their comments stay); returns the top-level keys that changed."""
+    from ruamel.yaml.comments import CommentedMap
+
+    touched = []
+    for key, value in values.items():
+        current = target.get(key)
+        if isinstance(value, dict) and isinstance(current, CommentedMap):
+            if _assign(current, value):
+                touched.append(key)
+        elif key not in target or _plain(current) != value:
+            target[key] = _like(current, value)
+            touched.append(key)
+    return touched
+
+
+def _yaml(indent: tuple[int, int, int]):
+    from ruamel.yaml import YAML
+
+    yaml = YAML()  # round-trip: comments, key order, quotes and flow styles are kept
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never fold a long line the file wrote on one line
+    mapping, sequence, offset = indent
+    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+    return yaml
+
+
+def _indent(doc: Any, at: tuple[str, ...]) -> tuple[int, int, int]:
+    """The file's own indentation (mapping, sequence, dash offset), so the lines taken
+    from the dump line up with the ones kept: the mapping's from the mapping being
+    edited (or the first nested one), the dash's from the first block sequence."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    def block(node: Any) -> bool:
+        return isinstance(node, (CommentedMap, CommentedSeq)) and bool(node) and not node.fa.flow_style()
+
+    def nested(node: Any, col: int) -> list[tuple[Any, int]]:  # (block child, column of its key)
+        return [(v, node.lc.key(k)[1]) for k, v in node.items() if block(v)] if isinstance(node, CommentedMap) else []
+
+    mapping, offset = 2, 2
+    parent, col = doc, None
+    for key in at:  # the deepest block mapping on the way to the one edited
+        child = parent.get(key) if isinstance(parent, CommentedMap) else None
+        if not (isinstance(child, CommentedMap) and block(child)):
+            break
+        parent, col = child, parent.lc.key(key)[1]
+    if col is None:
+        parent, col = next(((v, c) for v, c in nested(doc, 0) if isinstance(v, CommentedMap)), (None, None))
+    if parent is not None and col is not None:
+        mapping = parent.lc.key(next(iter(parent)))[1] - col
+    todo = nested(doc, 0)
+    while todo:  # breadth first: the first block sequence under a key
+        node, col = todo.pop(0)
+        if isinstance(node, CommentedSeq):
+            offset = max(node.lc.item(0)[1] - 2 - col, 0)
+            break
+        todo += nested(node, col)
+    return mapping, offset + 2, offset
+
+
+def _node(doc: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        doc = doc[key]
+    return doc
+
+
+def _end_line(doc: Any, path: tuple[str, ...], lines: int) -> int:
+    """The line (0-based) where the entry at ``path`` ends: the next key at its level or
+    above, or the end of the file."""
+    for depth in range(len(path), 0, -1):
+        parent = _node(doc, path[:depth - 1])
+        keys = list(parent)
+        i = keys.index(path[depth - 1])
+        if i + 1 < len(keys):
+            return parent.lc.key(keys[i + 1])[0]
+    return lines
+
+
+def _span(doc: Any, path: tuple[str, ...], lines: int) -> tuple[int, int]:
+    parent = _node(doc, path[:-1])
+    return parent.lc.key(path[-1])[0], _end_line(doc, path, lines)
+
+
+def edit_yaml(text: str, at: tuple[str, ...], values: dict[str, Any], file: str) -> str:
+    """``text`` with ``values`` set into the mapping at ``at``; only the lines of the
+    entries that change (and of added ones) differ from ``text``."""
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.error import YAMLError
+
+    probe = _yaml((2, 4, 2))
+    try:
+        doc = probe.load(text)
+    except YAMLError as exc:
+        raise RunError(f"{file} is not YAML that can be edited: {str(exc).splitlines()[0]}", "fix the file, then "
+                       "promote again") from None
+    doc = CommentedMap() if doc is None else doc
+    if not isinstance(doc, CommentedMap):
+        raise RunError(f"{file} is not a mapping of config keys", "a config file is a YAML mapping, e.g. `lr: 0.001`")
+    yaml = _yaml(_indent(doc, at))
+    # The deepest mapping on the way that exists; what is missing below it is added to it.
+    scope, node = (), doc
+    for i, key in enumerate(at):
+        child = node.get(key)
+        if child is None:
+            for missing in reversed(at[i:]):
+                values = {missing: values}
+            break
+        if not isinstance(child, CommentedMap):
+            raise RunError(f"{file}: '{'.'.join(at[:i + 1])}' is not a mapping", "make it a mapping of config keys")
+        scope, node = scope + (key,), child
+    touched = _assign(node, values)
+    if not touched:
+        return text
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    if not text.strip():
+        return out.getvalue()
+    return _splice(text, out.getvalue(), scope, touched, yaml, file)
+
+
+def _splice(text: str, dumped: str, scope: tuple[str, ...], touched: list[str], yaml: Any, file: str) -> str:
+    """Take from ``dumped`` only the entries of ``scope`` that changed; keep every other
+    line of ``text``. The result must read back as the dumped document."""
+    old_doc, new_doc = yaml.load(text), yaml.load(dumped)
+    old_lines, new_lines = text.splitlines(keepends=True), dumped.splitlines(keepends=True)
+    mapping = _node(old_doc, scope)
+    if mapping.fa.flow_style() or not mapping:
+        # One flow mapping ({a: 1, b: 2}) or an empty one: replace its whole entry.
+        spans = [(_span(old_doc, scope, len(old_lines)), _span(new_doc, scope, len(new_lines)))] if scope else []
+    else:
+        keys = list(mapping)
+        last = keys[-1]
+        spans = []
+        for key in touched:
+            if key in mapping and key != last:
+                spans.append((_span(old_doc, scope + (key,), len(old_lines)),
+                               _span(new_doc, scope + (key,), len(new_lines))))
+        if last in touched or any(k not in mapping for k in touched):
+            # Added keys follow the last one: take the last entry through the mapping's end.
+            old = _span(old_doc, scope + (last,), len(old_lines))
+            start = _node(new_doc, scope).lc.key(last)[0]
+            end = _end_line(new_doc, scope, len(new_lines)) if scope else len(new_lines)
+            spans.append((old, (start, end)))
+    if not spans:
+        return dumped
+    result = list(old_lines)
+    for (o_start, o_end), (n_start, n_end) in sorted(spans, reverse=True):
+        result[o_start:o_end] = new_lines[n_start:n_end]
+    spliced = "".join(result)
+    if _plain(yaml.load(spliced)) != _plain(new_doc):
+        raise RunError(f"could not edit {file} while keeping its layout (an unusual indentation or a value that "
+                       "spans several lines)", "promote with --to FILE into a separate config file, or set the "
+                       "values by hand: " + json.dumps(_plain(_node(new_doc, scope)))[:300])
+    return spliced
+
+
+def edit_json(text: str, values: dict[str, Any]) -> str:
+    data = json.loads(text) if text.strip() else {}
+    if not isinstance(data, dict):
+        raise RunError("the JSON config file is not an object of config keys", "a config file is {\"key\": value, ...}")
+    return json.dumps(deep_merge(data, values), indent=2) + "\n"
+
+
+# ---------------------------------------------------------------- the command
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunError(f"cannot read {path}: {exc}", "check the path and its permissions") from None
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomically, keeping the file's permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if path.exists() else None
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def promote(study_file: Path, profile: str | None, store: Store, to: Path | None = None, arm: str | None = None,
+            dryrun: bool = False) -> Promotion:
+    judged = load(study_file, profile)
+    own = load(study_file) if profile else judged
+    winner, (results, verdicts) = find_winner(judged, own, store, arm)
+    target = to or study_file
+    text = _read(target)
+    if to is None:
+        at: tuple[str, ...] = STUDY_TARGET
+        current = own.study.run.config
+        new_text = edit_yaml(text, at, winner.config, str(target))
+        _check_study(study_file, new_text)
+    elif to.suffix.lower() == ".json":
+        at = ()
+        current = json.loads(text) if text.strip() else {}
+        new_text = edit_json(text, winner.config)
+    else:
+        at = ()
+        current = _plain(_yaml((2, 4, 2)).load(text)) if text.strip() else {}
+        header = "" if text else f"# promoted by studyc from {own.study.study}: {winner.arm} ({winner.why})\n"
+        new_text = header + edit_yaml(text, at, winner.config, str(target))
+    changes = _changes(current, winner.config)
+    diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+                                        fromfile=str(target), tofile=str(target)))
+    board = None
+    if not dryrun:
+        if new_text != text:
+            _write(target, new_text)
+        if judged.study.report.leaderboard:
+            board = mark_leaderboard(judged, results, winner, f"{target}" + (f" {'.'.join(at)}" if at else ""))
+    return Promotion(winner, target, ".".join(at), changes, diff, written=not dryrun and new_text != text,
+                     leaderboard=board, decision=verdicts["decision"])
+
+
+def _check_study(path: Path, text: str) -> None:
+    """A promoted study must still validate; otherwise nothing is written."""
+    try:
+        load(path, text=text)
+    except StudyErrors as exc:
+        problems = "\n  ".join(str(e).replace("\n", " ") for e in exc.errors[:5])
+        raise RunError(f"the promoted study would not validate, so {path} was not changed:\n  {problems}",
+                       "promote into a config file with --to FILE, or fix the study first") from None
+
+
+def mark_leaderboard(loaded: LoadedStudy, results: Any, winner: Winner, where: str) -> dict[str, Any]:
+    """The winner's leaderboard row (added or refreshed), marked with when and where it
+    was promoted."""
+    from studyc.report import leaderboard
+
+    rows = [r for r in leaderboard.rows(results, expand_arms(loaded.study)) if r["arm"] == winner.arm]
+    if not rows:
+        return {"path": loaded.study.report.leaderboard, "added": 0, "updated": 0, "note": "the arm has no finished runs"}
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    rows[0][leaderboard.PROMOTED] = f"{stamp} into {where}"
+    path = Path(loaded.study.report.leaderboard)
+    return {"path": str(path), **leaderboard.update(path, rows)}
