@@ -17,10 +17,12 @@ from __future__ import annotations
 import difflib
 import io
 import json
+import math
 import os
 import tempfile
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -151,20 +153,56 @@ def _plain(node: Any) -> Any:
 
 
 def _like(old: Any, new: Any) -> Any:
-    """``new`` in the style of the node it replaces: a flow list stays a flow list."""
+    """``new`` in the style of the node it replaces: a flow list stays a flow list, a
+    quoted string stays quoted, 3.0e-4 becomes 3.5e-4 (not 0.00035)."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     if isinstance(new, list):
-        seq = CommentedSeq(_like(None, v) for v in new)
+        olds = old if isinstance(old, list) else []
+        seq = CommentedSeq(_like(olds[i] if i < len(olds) else None, v) for i, v in enumerate(new))
         if isinstance(old, CommentedSeq) and old.fa.flow_style():
             seq.fa.set_flow_style()
         return seq
     if isinstance(new, dict):
-        mapping = CommentedMap((k, _like(None, v)) for k, v in new.items())
+        olds = old if isinstance(old, dict) else {}
+        mapping = CommentedMap((k, _like(olds.get(k), v)) for k, v in new.items())
         if isinstance(old, CommentedMap) and old.fa.flow_style():
             mapping.fa.set_flow_style()
         return mapping
+    return _scalar(old, new)
+
+
+def _scalar(old: Any, new: Any) -> Any:
+    """A scalar that the study loader (PyYAML, YAML 1.1) reads back as the same value:
+    ruamel writes YAML 1.2, where 1e-05 is a float and `on` a string, but not in 1.1."""
+    import yaml
+    from ruamel.yaml import YAML
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+
+    if isinstance(new, float) and math.isfinite(new):
+        return YAML().load(_float_text(new, getattr(old, "_exp", None)))  # a ScalarFloat, dumped as written
+    if isinstance(new, str):
+        if isinstance(old, (DoubleQuotedScalarString, SingleQuotedScalarString)):
+            return type(old)(new)
+        try:
+            plain = yaml.safe_load(new)
+        except yaml.YAMLError:
+            plain = None
+        return new if plain == new else DoubleQuotedScalarString(new)
     return new
+
+
+def _float_text(value: float, exp: str | None) -> str:
+    """``value`` as YAML 1.1 and 1.2 both read a float: fixed, or with an exponent that
+    has a mantissa dot and a sign (3.5e-4, 1.0e+16) when the old value (``exp``: its 'e'
+    or 'E') or the shortest repr uses one."""
+    text = repr(value)
+    if value == 0 or exp is None and "e" not in text:
+        return text
+    sign, digits, exponent = Decimal(text).as_tuple()
+    power = len(digits) - 1 + int(exponent)
+    mantissa = f"{digits[0]}." + ("".join(map(str, digits[1:])).rstrip("0") or "0")
+    return ("-" if sign else "") + mantissa + (exp or "e") + f"{power:+d}"
 
 
 def _assign(target: Any, values: dict[str, Any]) -> list[str]:
@@ -204,7 +242,7 @@ def _indent(doc: Any, at: tuple[str, ...]) -> tuple[int, int, int]:
     def block(node: Any) -> bool:
         return isinstance(node, (CommentedMap, CommentedSeq)) and bool(node) and not node.fa.flow_style()
 
-    def nested(node: Any, col: int) -> list[tuple[Any, int]]:  # (block child, column of its key)
+    def nested(node: Any) -> list[tuple[Any, int]]:  # (block child, column of its key)
         return [(v, node.lc.key(k)[1]) for k, v in node.items() if block(v)] if isinstance(node, CommentedMap) else []
 
     mapping, offset = 2, 2
@@ -215,16 +253,16 @@ def _indent(doc: Any, at: tuple[str, ...]) -> tuple[int, int, int]:
             break
         parent, col = child, parent.lc.key(key)[1]
     if col is None:
-        parent, col = next(((v, c) for v, c in nested(doc, 0) if isinstance(v, CommentedMap)), (None, None))
+        parent, col = next(((v, c) for v, c in nested(doc) if isinstance(v, CommentedMap)), (None, None))
     if parent is not None and col is not None:
         mapping = parent.lc.key(next(iter(parent)))[1] - col
-    todo = nested(doc, 0)
+    todo = nested(doc)
     while todo:  # breadth first: the first block sequence under a key
         node, col = todo.pop(0)
         if isinstance(node, CommentedSeq):
             offset = max(node.lc.item(0)[1] - 2 - col, 0)
             break
-        todo += nested(node, col)
+        todo += nested(node)
     return mapping, offset + 2, offset
 
 
@@ -257,9 +295,8 @@ def edit_yaml(text: str, at: tuple[str, ...], values: dict[str, Any], file: str)
     from ruamel.yaml.comments import CommentedMap
     from ruamel.yaml.error import YAMLError
 
-    probe = _yaml((2, 4, 2))
     try:
-        doc = probe.load(text)
+        doc = _yaml((2, 4, 2)).load(text)  # indentation matters only when dumping
     except YAMLError as exc:
         raise RunError(f"{file} is not YAML that can be edited: {str(exc).splitlines()[0]}", "fix the file, then "
                        "promote again") from None
@@ -324,11 +361,74 @@ def _splice(text: str, dumped: str, scope: tuple[str, ...], touched: list[str], 
     return spliced
 
 
-def edit_json(text: str, values: dict[str, Any]) -> str:
-    data = json.loads(text) if text.strip() else {}
+def drop_plus(text: str) -> str:
+    """Keys declared new with a leading '+' (``+dropout: 0.1``) that run.config now has
+    lose the '+', in place: declaring an existing key new is an error. Arms (config,
+    grid, zip), stages and profiles are looked at, as the config-key check does."""
+    from ruamel.yaml.comments import CommentedMap
+
+    doc = _yaml((2, 4, 2)).load(text)
+    base = _plain(_node_or(doc, ("run", "config")))
+    spots: list[tuple[int, int]] = []  # (line, column) of each key to change
+
+    def overlay(mapping: Any, known: Any) -> None:
+        for key, value in (mapping.items() if isinstance(mapping, CommentedMap) else ()):
+            if not isinstance(key, str) or not isinstance(known, dict):
+                continue
+            if key.startswith("+") and key[1:] in known:
+                spots.append(mapping.lc.key(key))
+            elif not key.startswith("+") and isinstance(known.get(key), dict):
+                overlay(value, known[key])
+
+    def swept(mapping: Any) -> None:
+        for key in (mapping if isinstance(mapping, CommentedMap) else ()):
+            if isinstance(key, str) and key.startswith("+") and _has_path(base, key[1:].split(".")):
+                spots.append(mapping.lc.key(key))
+
+    def arms_and_stages(tree: Any) -> None:
+        for arm in _node_or(tree, ("arms",)).values():
+            overlay(_node_or(arm, ("config",)), base)
+            swept(_node_or(arm, ("grid",)))
+            swept(_node_or(arm, ("zip",)))
+        for stage in _node_or(tree, ("stages",)).values():
+            overlay(_node_or(stage, ("config",)), base)
+
+    arms_and_stages(doc)
+    for profile in _node_or(doc, ("profiles",)).values():
+        overlay(_node_or(profile, ("run", "config")), base)
+        arms_and_stages(profile)
+    lines = text.splitlines(keepends=True)
+    for line, col in sorted(spots, reverse=True):
+        at = col + (1 if lines[line][col] in "'\"" else 0)  # a quoted key: '+dropout'
+        if lines[line][at] == "+":
+            lines[line] = lines[line][:at] + lines[line][at + 1:]
+    return "".join(lines)
+
+
+def _node_or(doc: Any, path: tuple[str, ...]) -> Any:
+    """The mapping at ``path``, or an empty one where the path is missing or not a mapping."""
+    for key in path:
+        doc = doc.get(key) if isinstance(doc, dict) else None
+    return doc if isinstance(doc, dict) else {}
+
+
+def _has_path(config: Any, parts: list[str]) -> bool:
+    for part in parts:
+        if not isinstance(config, dict) or part not in config:
+            return False
+        config = config[part]
+    return True
+
+
+def _json_config(text: str, path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}", "fix the file, or promote into "
+                       "a new one") from None
     if not isinstance(data, dict):
-        raise RunError("the JSON config file is not an object of config keys", "a config file is {\"key\": value, ...}")
-    return json.dumps(deep_merge(data, values), indent=2) + "\n"
+        raise RunError(f"{path} is not a JSON object of config keys", 'a config file is {"key": value, ...}')
+    return data
 
 
 # ---------------------------------------------------------------- the command
@@ -362,20 +462,22 @@ def promote(study_file: Path, profile: str | None, store: Store, to: Path | None
     winner, (results, verdicts) = find_winner(judged, own, store, arm)
     target = to or study_file
     text = _read(target)
-    if to is None:
-        at: tuple[str, ...] = STUDY_TARGET
-        current = own.study.run.config
-        new_text = edit_yaml(text, at, winner.config, str(target))
-        _check_study(study_file, new_text)
-    elif to.suffix.lower() == ".json":
-        at = ()
-        current = json.loads(text) if text.strip() else {}
-        new_text = edit_json(text, winner.config)
+    if to is not None and to.suffix.lower() == ".json":
+        at: tuple[str, ...] = ()
+        current = _json_config(text, target)
+        new_text = json.dumps(deep_merge(current, winner.config), indent=2) + "\n"
     else:
-        at = ()
-        current = _plain(_yaml((2, 4, 2)).load(text)) if text.strip() else {}
-        header = "" if text else f"# promoted by studyc from {own.study.study}: {winner.arm} ({winner.why})\n"
-        new_text = header + edit_yaml(text, at, winner.config, str(target))
+        at = STUDY_TARGET if to is None else ()
+        new_text = edit_yaml(text, at, winner.config, str(target))
+        if to is None:
+            current = own.study.run.config
+            new_text = drop_plus(new_text)
+            _check_study(study_file, new_text)
+        else:
+            current = _plain(_yaml((2, 4, 2)).load(text)) if text.strip() else {}
+            if not text:
+                new_text = f"# promoted by studyc from {own.study.study}: {winner.arm} ({winner.why})\n" + new_text
+        _check_reads_back(new_text, at, winner.config, target)
     changes = _changes(current, winner.config)
     diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
                                         fromfile=str(target), tofile=str(target)))
@@ -387,6 +489,20 @@ def promote(study_file: Path, profile: str | None, store: Store, to: Path | None
             board = mark_leaderboard(judged, results, winner, f"{target}" + (f" {'.'.join(at)}" if at else ""))
     return Promotion(winner, target, ".".join(at), changes, diff, written=not dryrun and new_text != text,
                      leaderboard=board, decision=verdicts["decision"])
+
+
+def _check_reads_back(text: str, at: tuple[str, ...], values: dict[str, Any], target: Path) -> None:
+    """The written values must be what the study loader (PyYAML) reads: a guard on the
+    YAML 1.1 / 1.2 differences that ``_scalar`` handles."""
+    import yaml
+
+    node = yaml.safe_load(text) or {}
+    for key in at:
+        node = node.get(key, {}) if isinstance(node, dict) else {}
+    wrong = [c["key"] for c in _changes(node, values)]
+    if wrong:
+        raise RunError(f"promote would write values that read back differently from {target}: {', '.join(wrong)}; "
+                       "nothing was written (a bug in studyc promote)", "set these values by hand, or use --to x.json")
 
 
 def _check_study(path: Path, text: str) -> None:

@@ -12,12 +12,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from studyc.cli import main
 from studyc.compiler.plan import Compiler
 from studyc.errors import RunError
-from studyc.promote import edit_yaml, promote
+from studyc.promote import _float_text, drop_plus, edit_yaml, promote
 from studyc.runtime.store import Store
 from studyc.spec.loader import load
 
@@ -114,8 +117,11 @@ def test_flow_config_and_added_keys(tmp_path, store, write_study):
     done = promote(path, None, store)
     assert done.winner.arm == "deep"
     removed, added = changed_lines(before, path.read_text())
-    assert removed == ["  config: {lr: 0.001, depth: 2}   # keep this comment"]
-    assert added == ["  config: {lr: 0.001, depth: 4, dropout: 0.1} # keep this comment"]  # '+dropout' declared it
+    # dropout is now a key of run.config, so the arm's '+dropout' (declaring it new) loses its '+'.
+    assert removed == ["  config: {lr: 0.001, depth: 2}   # keep this comment",
+                       "  deep: {config: {depth: 4, +dropout: 0.1}}"]
+    assert added == ["  config: {lr: 0.001, depth: 4, dropout: 0.1} # keep this comment",
+                     "  deep: {config: {depth: 4, dropout: 0.1}}"]
 
 
 def test_to_a_config_file_keeps_its_comments_and_marks_the_leaderboard(tmp_path, store, write_study,
@@ -238,16 +244,80 @@ def test_edit_yaml_keeps_block_layout_and_appends_new_keys():
         b:
             x: 1      # nested, four spaces
             y: [1, 2]
+            lr: 3.0e-4
         c: 'quoted'
         """)
-    out = edit_yaml(text, (), {"b": {"x": 2, "z": 3}, "d": True}, "f.yaml")
+    out = edit_yaml(text, (), {"b": {"x": 2, "z": 3, "lr": 3.5e-4}, "c": "new", "d": True, "e": "on", "f": 1e-05},
+                    "f.yaml")
     assert out == textwrap.dedent("""\
         a: 1   # one
         # about b
         b:
             x: 2      # nested, four spaces
             y: [1, 2]
+            lr: 3.5e-4
             z: 3
-        c: 'quoted'
+        c: 'new'
         d: true
+        e: "on"
+        f: 1.0e-5
         """)
+    # The study loader reads YAML 1.1: 'on' would be true there, and 1e-05 a string.
+    assert yaml.safe_load(out)["e"] == "on" and yaml.safe_load(out)["f"] == 1e-05
+
+
+def test_a_missing_run_config_is_added_under_run(tmp_path, store, write_study):
+    path = write_study("""
+        study: noconfig
+        run:
+          command: python train.py
+          seeds: [0]
+        metrics: {loss: {goal: min}}
+        arms: {a: {config: {+lr: 0.01}}}
+        """)
+    record(path, store, None, "loss", {"a": 0.1})
+    promote(path, None, store)
+    assert path.read_text().splitlines()[2:6] == ["  command: python train.py", "  seeds: [0]", "  config:",
+                                                  "    lr: 0.01"]
+    assert "arms: {a: {config: {lr: 0.01}}}" in path.read_text()
+
+
+def test_drop_plus_everywhere_a_new_key_is_declared():
+    text = textwrap.dedent("""\
+        run:
+          config: {lr: 0.1, optim: {beta: 0.9, eps: 1.0e-8}}
+        arms:
+          a:
+            config:
+              +lr: 0.2          # declared new before the promotion
+              optim: {+eps: 1.0e-6, +other: 1}
+            grid: {"+optim.beta": [0.8], +width: [1, 2]}
+        stages:
+          s: {config: {'+lr': 0.3}}
+        profiles:
+          cpu:
+            run: {config: {+lr: 0.05}}
+            arms: {a: {config: {+lr: 0.01}}}
+        """)
+    assert drop_plus(text) == textwrap.dedent("""\
+        run:
+          config: {lr: 0.1, optim: {beta: 0.9, eps: 1.0e-8}}
+        arms:
+          a:
+            config:
+              lr: 0.2          # declared new before the promotion
+              optim: {eps: 1.0e-6, +other: 1}
+            grid: {"optim.beta": [0.8], +width: [1, 2]}
+        stages:
+          s: {config: {'lr': 0.3}}
+        profiles:
+          cpu:
+            run: {config: {lr: 0.05}}
+            arms: {a: {config: {lr: 0.01}}}
+        """)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([None, "e", "E"]))
+def test_floats_read_back_the_same_in_yaml_1_1(value, exp):
+    assert yaml.safe_load(_float_text(value, exp)) == value
