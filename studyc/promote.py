@@ -113,7 +113,8 @@ def find_winner(judged: LoadedStudy, own: LoadedStudy, store: Store, arm: str | 
 
 def _declared(config: dict[str, Any]) -> dict[str, Any]:
     """Keys as the config file spells them: a new key declared '+key' in an arm is 'key'."""
-    return {k.removeprefix("+"): _declared(v) if isinstance(v, dict) else v for k, v in config.items()}
+    return {(k.removeprefix("+") if isinstance(k, str) else k): _declared(v) if isinstance(v, dict) else v
+            for k, v in config.items()}
 
 
 # ---------------------------------------------------------------- editing YAML and JSON
