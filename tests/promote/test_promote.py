@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from studyc.cli import main
 from studyc.compiler.plan import Compiler
 from studyc.errors import RunError
-from studyc.promote import _float_text, drop_plus, edit_yaml, promote
+from studyc.promote import drop_plus, promote
 from studyc.runtime.store import Store
 from studyc.spec.loader import load
+from studyc.yamledit import edit_yaml, float_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -320,4 +321,4 @@ def test_drop_plus_everywhere_a_new_key_is_declared():
 @settings(max_examples=200, deadline=None)
 @given(st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([None, "e", "E"]))
 def test_floats_read_back_the_same_in_yaml_1_1(value, exp):
-    assert yaml.safe_load(_float_text(value, exp)) == value
+    assert yaml.safe_load(float_text(value, exp)) == value
