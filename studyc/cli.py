@@ -607,7 +607,11 @@ def promote(file: Path, profile: str | None, to: Path | None, arm: str | None, d
     With report.leaderboard set, the champion's row is marked as promoted."""
     from studyc.promote import promote as promote_
 
-    done = promote_(file, profile, _store(store_dir), to, arm, dryrun)
+    home = store_dir or _default_home()
+    if not (home / "store.db").exists():  # no store: nothing to judge, and nothing is created
+        raise RunError(f"no results yet: there is no store at {home}",
+                       f"run the study first (`studyc run {file}`), or point --store (or $STUDYC_HOME) at its store")
+    done = promote_(file, profile, _store(home), to, arm, dryrun)
     if as_json:
         click.echo(json.dumps(done.to_dict(), indent=2))
         return

@@ -218,7 +218,7 @@ def test_no_champion_is_a_clear_error(tmp_path, store, write_study):
     assert "--arm" in info.value.hint
 
 
-def test_dryrun_writes_nothing_and_cli_reports(tmp_path, store, write_study, monkeypatch):
+def test_dryrun_writes_nothing_and_cli_reports(tmp_path, store, write_study):
     path = write_study("""
         study: cli
         run: {command: python train.py, config: {lr: 0.001}}
@@ -236,6 +236,9 @@ def test_dryrun_writes_nothing_and_cli_reports(tmp_path, store, write_study, mon
     assert json.loads(result.output)["changes"] == []  # b is run.config itself
     result = runner.invoke(main, ["promote", str(path), "--arm", "nope", "--store", str(store.home)])
     assert result.exit_code == 1 and "unknown arm 'nope'" in result.output
+    result = runner.invoke(main, ["promote", str(path), "--store", str(tmp_path / "nothing")])
+    assert result.exit_code == 1 and "no results yet" in result.output
+    assert not (tmp_path / "nothing").exists()  # a missing store is not created
 
 
 def test_edit_yaml_keeps_block_layout_and_appends_new_keys():
