@@ -82,3 +82,18 @@ def test_readme_links_the_reference():
     for doc in ("docs/language.md", "docs/cli.md"):
         assert f"]({doc}" in text
         assert (REPO / doc).exists()
+
+
+def test_cli_doc_covers_every_command_and_option():
+    """docs/cli.md names every command and every long option it takes."""
+    from studyc.cli import main
+
+    text = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
+    missing = []
+    for name, command in main.commands.items():
+        if f"## studyc {name}" not in text:
+            missing.append(f"the section '## studyc {name}'")
+        for param in command.params:
+            flags = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+            missing += [f"{name} {flag}" for flag in flags if f"`{flag}" not in text]
+    assert not missing, "document in docs/cli.md: " + ", ".join(missing)
