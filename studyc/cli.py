@@ -615,9 +615,9 @@ def promote(file: Path, profile: str | None, to: Path | None, arm: str | None, d
     if as_json:
         click.echo(json.dumps(done.to_dict(), indent=2))
         return
-    console = _console()
     from rich.markup import escape
 
+    console = _console()
     where = f"{done.target}" + (f" ({done.at})" if done.at else "")
     console.print(f"{'would promote' if dryrun else 'promoted'} [bold]{escape(done.winner.arm)}[/] "
                   f"({escape(done.winner.why)}) into {escape(where)}")
