@@ -140,11 +140,20 @@ def schema() -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @profile_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(file: Path, profile: str | None, as_json: bool) -> None:
+@click.option("--seeds-needed", is_flag=True, help="Per hypothesis, the seeds per arm that likely give a verdict "
+              "(PASS or FAIL), from the pilot runs in the store or the study's declared spread, with their cost.")
+@click.option("--probability", type=click.FloatRange(0.5, 0.99), default=0.8, show_default=True,
+              help="With --seeds-needed: the chance of a verdict to plan for.")
+@store_option
+def plan(file: Path, profile: str | None, as_json: bool, seeds_needed: bool, probability: float,
+         store_dir: Path | None) -> None:
     """Show every run with its estimates, the schedule (which runs share the machine
     when), the totals and the budget check. Runs nothing."""
     from studyc.compiler.plan import compile_plan
 
+    if seeds_needed:
+        _seeds_needed(_load(str(file), profile), store_dir, probability, as_json)
+        return
     result = compile_plan(_load(str(file), profile))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
@@ -223,6 +232,58 @@ def _print_plan(plan: Any) -> None:
         console.print(f"[bold red]over budget:[/] {escape(v)}")
     if not plan.budget["ok"]:
         console.print("  `studyc run` and `studyc compile` refuse this plan; --allow-over-budget overrides on purpose")
+
+
+def _seeds_needed(loaded: Any, store_dir: Path | None, probability: float, as_json: bool) -> None:
+    from rich.markup import escape
+
+    from studyc.report.collect import collect
+    from studyc.report.seeds_needed import MAX_PLANNED_SEEDS, seeds_needed
+
+    home = store_dir or _default_home()
+    results = collect(loaded.study, _store(home), loaded.profile) if (home / "store.db").exists() else None
+    if results is None:
+        from studyc.report.collect import Results
+
+        results = Results(loaded.study, loaded.profile, [], {}, {}, [])
+    out = seeds_needed(loaded, results, probability)
+    refused = [h for h in out["hypotheses"] if h["refused"]]
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        sys.exit(1 if refused else 0)
+    console = _console()
+    design = "confidence sequence (seeds may be added until settled)" if out["design"] != "fixed" else "fixed"
+    console.print(f"seeds per arm for a {probability:.0%} chance of a PASS or FAIL verdict at "
+                  f"{out['confidence']:.0%} confidence, {design} design:")
+    for h in out["hypotheses"]:
+        name = h["hypothesis"]
+        if h["refused"]:
+            console.print(f"[bold red]{name}[/]: cannot plan: {escape(h['refused'])}")
+            if h["hint"]:
+                console.print(f"  [cyan]hint:[/] {escape(h['hint'])}")
+            continue
+        if h["seeds"] is None:
+            console.print(f"[bold]{name}[/]: more than {MAX_PLANNED_SEEDS} seeds per arm ({', '.join(h['arms'])})")
+            for text in list(h["assumptions"].values()) + h["drivers"]:
+                console.print(f"    {escape(text)}")
+            continue
+        c = h["cost"]
+        over = "" if c["budget"]["ok"] else " [red](over budget: " + escape("; ".join(c["budget"]["violations"])) + ")[/]"
+        console.print(f"[bold]{name}[/]: {h['seeds']} seeds per arm ({', '.join(h['arms'])}): "
+                      f"{c['runs']} runs, {_money(c['usd'])}, {c['wall_hours'] * 60:.1f} min wall-clock, "
+                      f"{c['gpu_hours']:.2f} GPU-h; P(verdict) {h['probability']:.0%} "
+                      f"(P(PASS) {h['pass_probability']:.0%}){over}")
+        for text in list(h["assumptions"].values()) + h["drivers"]:
+            console.print(f"    {escape(text)}")
+    total = out["total"]
+    if total:
+        arms = ", ".join(f"{a} {n}" for a, n in out["seeds_per_arm"].items())
+        console.print(f"all together ({arms} seeds): {total['runs']} runs, {_money(total['usd'])}, "
+                      f"{total['wall_hours'] * 60:.1f} min wall-clock, {total['gpu_hours']:.2f} GPU-h")
+        for line in total["budget"]["violations"] or ["within the budget"]:
+            console.print(f"    {escape(line)}")
+    if refused:
+        sys.exit(1)
 
 
 class _Progress:

@@ -99,6 +99,7 @@ class Atom:
 
     est: Estimate
     n: int | None
+    relative: bool = False  # a relative difference (within(..., rel=))
 
     @property
     def uncertain(self) -> bool:
@@ -177,6 +178,8 @@ class SequentialJudge(Judge):
             bound = Estimate.const(self.number(bound_node, None).point)
             q = (a - b) / b if kind == "rel" else a - b
             atoms = [self._atom(q + bound, node), self._atom(bound - q, node)]  # two one-sided tests
+            for atom in atoms:
+                atom.relative = kind == "rel"
             ps = [self.p_value(x) for x in atoms]
             return atoms, (max(ps) if None not in ps else None)
         if isinstance(node, E.Call):  # another comparison of two numbers, e.g. noworse(a.x, b.x)
@@ -307,7 +310,3 @@ def record_look(store: Any, study: str, profile: str | None, seeds: dict[str, in
 
 def settled(status: str) -> bool:
     return status in (PASS, FAIL)
-
-
-__all__ = ["DESIGN", "RHO", "SequentialJudge", "anytime_p", "cs_multiplier", "judge", "open_lines", "read_looks",
-           "record_look", "seeds_to_clear", "settled", "FAIL", "PASS"]
