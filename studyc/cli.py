@@ -298,6 +298,7 @@ class _Progress:
         self.tracker = Tracker(plan.runs, parallel or plan.parallel)
         self.console = _console()
         self.live = None
+        self.sequential: list[str] = []  # --until-settled: the open hypotheses at the latest look
         if live:
             from rich.live import Live
 
@@ -347,7 +348,23 @@ class _Progress:
             table.add_row(run.arm, *((run.stage,) if staged else ()), str(run.seed),
                           view.status + (f" ({view.failure})" if view.failure else ""), str(view.attempt or ""),
                           duration_text(elapsed) if elapsed is not None else "", latest or view.note or "")
-        return Group(Text(self._summary(sep="\n")), table)
+        return Group(Text(self._summary(sep="\n")), table, *map(Text, self.sequential))
+
+    def look(self, look: Any) -> None:
+        """--until-settled: each open hypothesis' interval against its threshold and its
+        seeds after a batch; drawn under the table, or logged."""
+        self.sequential = [f"look {look.number}: seeds per arm " + ", ".join(f"{a} {n}" for a, n in look.seeds.items())]
+        for h in look.hypotheses:
+            if h["open"]:
+                self.sequential.append(f"  {h['hypothesis']} {h['status']}: {h['interval']} "
+                                       f"({h['seeds_per_arm']} seeds per arm)")
+        settled = [h["hypothesis"] + " " + h["status"] for h in look.hypotheses if not h["open"]]
+        if settled:
+            self.sequential.append("  settled: " + ", ".join(settled))
+        self.sequential.append("  next: " + (", ".join(f"{a} +{k}" for a, k in look.adding.items()) if look.adding
+                                             else f"stop ({look.stop})"))
+        if not self.live:
+            click.echo("\n".join(self.sequential))
 
     def __call__(self, event: Any) -> None:
         from studyc.runtime.progress import duration_text, metrics_text
@@ -400,10 +417,16 @@ def _store(store_dir: Path | None):
                    "else leave them running].")
 @click.option("--fail-on", type=click.Choice(["fail", "inconclusive"]), default=None,
               help="Exit 3 when a hypothesis FAILs (or is not PASS, with 'inconclusive').")
+@click.option("--until-settled", is_flag=True, help="After the planned seeds, add seeds in batches to the arms of "
+              "open hypotheses until each is PASS or FAIL (needs stats.design: confidence_sequence).")
+@click.option("--max-seeds", type=click.IntRange(min=2), default=None,
+              help="With --until-settled: at most this many seeds per arm [default: 20].")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="With --until-settled: seeds added per arm between looks [default: fill the parallel slots].")
 @store_option
 def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...], allow_over_budget: bool,
         parallel: int | None, cloud: bool, dryrun: bool, cancel_on_interrupt: bool, fail_on: str | None,
-        store_dir: Path | None) -> None:
+        until_settled: bool, max_seeds: int | None, batch: int | None, store_dir: Path | None) -> None:
     """Compile, run every stage (locally, or as SkyPilot managed jobs with --cloud;
     finished runs are reused), judge, write the report."""
     from studyc import orchestrate
@@ -411,7 +434,14 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
     if (dryrun or cancel_on_interrupt) and not cloud:
         flag = "--dryrun" if dryrun else "--cancel-on-interrupt"
         raise RunError(f"{flag} goes with --cloud", "add --cloud (a local run's plan: `studyc plan FILE`)")
+    if (max_seeds or batch) and not until_settled:
+        raise RunError(f"{'--max-seeds' if max_seeds else '--batch'} goes with --until-settled",
+                       "add --until-settled, or set the seeds in the study (run.seeds)")
     loaded = _load(str(file), profile)
+    if until_settled:
+        from studyc.orchestrate_sequential import check_sequential
+
+        check_sequential(loaded)
     unknown = [a for a in rerun if a not in _arm_names(loaded)]
     if unknown:
         from studyc.errors import did_you_mean
@@ -432,8 +462,17 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
         _note_tracking(loaded.study)
     with _Progress(preview, live, parallel) as progress:
         options = _cloud_options(file, profile, progress, cancel_on_interrupt) if cloud else None
-        plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget, parallel=parallel,
-                                    cloud=options)
+        if until_settled:
+            from studyc.orchestrate_sequential import run_until_settled
+
+            settled = run_until_settled(loaded, store, max_seeds or 20, batch, progress, progress.look,
+                                        allow_over_budget, parallel=parallel, cloud=options)
+            plan_ = settled.plan
+        else:
+            plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget, parallel=parallel,
+                                        cloud=options)
+    if until_settled:
+        click.echo(f"stopped after {len(settled.looks)} look{'s' if len(settled.looks) != 1 else ''}: {settled.reason}")
     result = orchestrate.report(loaded, store, out, plan_)
     _print_verdicts(result)
     _exit_for_verdicts(result.verdicts, fail_on)
@@ -632,8 +671,10 @@ def status(file: Path, profile: str | None, as_json: bool, store_dir: Path | Non
     """Where each run of the study stands (from the store)."""
     loaded = _load(str(file), profile)
     rows = status_rows(loaded, _store(store_dir))
+    sequential = _sequential_status(loaded, _store(store_dir))
     if as_json:
-        click.echo(json.dumps({"study": loaded.study.study, "profile": profile, "runs": rows}, indent=2))
+        click.echo(json.dumps({"study": loaded.study.study, "profile": profile, "runs": rows,
+                               **({"sequential": sequential} if sequential else {})}, indent=2))
         return
     from rich.table import Table
 
@@ -648,6 +689,31 @@ def status(file: Path, profile: str | None, as_json: bool, store_dir: Path | Non
         table.add_row(row["id"], row["arm"], row["stage"], str(row["seed"]), row["status"], str(row["attempts"]),
                       row["failure"] or "", row["ended_at"] or "")
     _console().print(table)
+    if sequential:
+        from rich.markup import escape
+
+        _console().print(f"{sequential['design']}: {sequential['looks']} looks so far")
+        for h in sequential["hypotheses"]:
+            _console().print(f"  {h['hypothesis']} {h['status']}: {escape(h['interval'])} "
+                             f"({h['seeds_per_arm']} seeds per arm)")
+
+
+def _sequential_status(loaded: Any, store: Any) -> dict[str, Any] | None:
+    """Under the confidence_sequence design: each hypothesis' interval against its
+    threshold and its seeds, as the latest look of --until-settled saw them (as the
+    live display shows), else as judged now."""
+    from studyc.report.sequential import DESIGN, SequentialJudge, open_lines, read_looks
+
+    if loaded.study.stats.design != DESIGN:
+        return None
+    looks = read_looks(store, loaded.study.study, loaded.profile)
+    if looks:
+        return {"design": DESIGN, "looks": len(looks), "at": looks[-1]["at"], "seeds": looks[-1]["seeds"],
+                "hypotheses": looks[-1]["hypotheses"]}
+    from studyc.report.collect import collect
+
+    verdicts = SequentialJudge(loaded.study, collect(loaded.study, store, loaded.profile)).all()
+    return {"design": DESIGN, "looks": 0, "hypotheses": open_lines(verdicts)}
 
 
 if __name__ == "__main__":  # pragma: no cover

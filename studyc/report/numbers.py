@@ -19,6 +19,8 @@ def fmt(value: float | None, digits: int = 4) -> str:
 
 def fmt_width(value: float | None) -> str:
     """An interval's half-width: two significant figures are all it carries."""
+    if value == math.inf:
+        return "∞"  # an interval that is still the whole line (a confidence sequence at few seeds)
     return f"{value:.2g}" if _finite(value) else "NaN"
 
 

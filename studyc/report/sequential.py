@@ -216,9 +216,10 @@ class SequentialJudge(Judge):
                 verdict.more_seeds, verdict.note = self.settle(atoms, verdict.leaning)
             self.hypotheses[name] = verdict
             ns = [a.n for a in atoms if a.n is not None]
-            self.details[name] = {
-                "n": min(ns) if ns else None, "multiplier": max(multipliers) if multipliers else None,
-                "level_now": level, "anytime_p": p, "arms": self.arms_of(node)}
+            widest = max(multipliers, default=math.nan)
+            self.details[name] = {  # JSON-clean: no infinity
+                "n": min(ns) if ns else None, "multiplier": widest if math.isfinite(widest) else None,
+                "level_now": level if multipliers else None, "anytime_p": p, "arms": self.arms_of(node)}
         return self.hypotheses
 
     def settle(self, atoms: list[Atom], leaning: str | None) -> tuple[int | None, str]:
@@ -298,12 +299,14 @@ def read_looks(store: Any, study: str, profile: str | None) -> list[dict[str, An
     return json.loads(path.read_text()) if path.exists() else []
 
 
-def record_look(store: Any, study: str, profile: str | None, seeds: dict[str, int], statuses: dict[str, str]) -> int:
-    """Append one look (seeds per arm and the verdicts then); returns how many there are."""
+def record_look(store: Any, study: str, profile: str | None, seeds: dict[str, int],
+                hypotheses: list[dict[str, Any]]) -> int:
+    """Append one look (seeds per arm, and open_lines: the verdicts then); returns how
+    many looks there are."""
     path = looks_path(store, study, profile)
     path.parent.mkdir(parents=True, exist_ok=True)
     looks = read_looks(store, study, profile)
-    looks.append({"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seeds": seeds, "verdicts": statuses})
+    looks.append({"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seeds": seeds, "hypotheses": hypotheses})
     path.write_text(json.dumps(looks, indent=1))
     return len(looks)
 
