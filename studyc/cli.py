@@ -144,15 +144,20 @@ def schema() -> None:
               "(PASS or FAIL), from the pilot runs in the store or the study's declared spread, with their cost.")
 @click.option("--probability", type=click.FloatRange(0.5, 0.99), default=0.8, show_default=True,
               help="With --seeds-needed: the chance of a verdict to plan for.")
+@click.option("--design", type=click.Choice(["fixed", "confidence_sequence"]), default=None,
+              help="With --seeds-needed: plan for this design [default: the study's, or confidence_sequence once "
+                   "--until-settled added seeds].")
 @store_option
-def plan(file: Path, profile: str | None, as_json: bool, seeds_needed: bool, probability: float,
+def plan(file: Path, profile: str | None, as_json: bool, seeds_needed: bool, probability: float, design: str | None,
          store_dir: Path | None) -> None:
     """Show every run with its estimates, the schedule (which runs share the machine
     when), the totals and the budget check. Runs nothing."""
     from studyc.compiler.plan import compile_plan
 
+    if design and not seeds_needed:
+        raise RunError("--design goes with --seeds-needed", "add --seeds-needed; the study's design is stats.design")
     if seeds_needed:
-        _seeds_needed(_load(str(file), profile), store_dir, probability, as_json)
+        _seeds_needed(_load(str(file), profile), store_dir, probability, design, as_json)
         return
     result = compile_plan(_load(str(file), profile))
     if as_json:
@@ -234,19 +239,19 @@ def _print_plan(plan: Any) -> None:
         console.print("  `studyc run` and `studyc compile` refuse this plan; --allow-over-budget overrides on purpose")
 
 
-def _seeds_needed(loaded: Any, store_dir: Path | None, probability: float, as_json: bool) -> None:
+def _seeds_needed(loaded: Any, store_dir: Path | None, probability: float, design: str | None, as_json: bool) -> None:
     from rich.markup import escape
 
-    from studyc.report.collect import collect
+    from studyc.report.collect import Results, collect
     from studyc.report.seeds_needed import MAX_PLANNED_SEEDS, seeds_needed
+    from studyc.report.sequential import design_of, read_looks
 
     home = store_dir or _default_home()
-    results = collect(loaded.study, _store(home), loaded.profile) if (home / "store.db").exists() else None
-    if results is None:
-        from studyc.report.collect import Results
-
-        results = Results(loaded.study, loaded.profile, [], {}, {}, [])
-    out = seeds_needed(loaded, results, probability)
+    results, looks = Results(loaded.study, loaded.profile, [], {}, {}, []), []
+    if (home / "store.db").exists():  # a pilot, when the store has one
+        store = _store(home)
+        results, looks = collect(loaded.study, store, loaded.profile), read_looks(store, loaded.study.study, loaded.profile)
+    out = seeds_needed(loaded, results, probability, design or design_of(loaded.study, looks))
     refused = [h for h in out["hypotheses"] if h["refused"]]
     if as_json:
         click.echo(json.dumps(out, indent=2))
@@ -442,6 +447,9 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
         from studyc.orchestrate_sequential import check_sequential
 
         check_sequential(loaded)
+        if loaded.study.stats.design == "fixed":
+            click.echo("note: the study declares stats.design: fixed; with seeds added until settled it is judged on "
+                       "the confidence sequence (docs/sequential.md), in this report and every later one")
     unknown = [a for a in rerun if a not in _arm_names(loaded)]
     if unknown:
         from studyc.errors import did_you_mean
@@ -702,11 +710,11 @@ def _sequential_status(loaded: Any, store: Any) -> dict[str, Any] | None:
     """Under the confidence_sequence design: each hypothesis' interval against its
     threshold and its seeds, as the latest look of --until-settled saw them (as the
     live display shows), else as judged now."""
-    from studyc.report.sequential import DESIGN, SequentialJudge, open_lines, read_looks
+    from studyc.report.sequential import DESIGN, SequentialJudge, design_of, open_lines, read_looks
 
-    if loaded.study.stats.design != DESIGN:
-        return None
     looks = read_looks(store, loaded.study.study, loaded.profile)
+    if design_of(loaded.study, looks) != DESIGN:
+        return None
     if looks:
         return {"design": DESIGN, "looks": len(looks), "at": looks[-1]["at"], "seeds": looks[-1]["seeds"],
                 "hypotheses": looks[-1]["hypotheses"]}

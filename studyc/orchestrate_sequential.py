@@ -2,7 +2,8 @@
 the study after each batch on its confidence sequence, to the arms of the hypotheses
 still open, until every hypothesis is PASS or FAIL, or --max-seeds or the budget stops
 it. The confidence_sequence design keeps every verdict valid however many looks this
-takes (studyc/report/sequential.py)."""
+takes (studyc/report/sequential.py); a study that declares the fixed design is judged
+on it too once seeds were added this way (the recorded looks say so)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from studyc.compiler.plan import Compiler, Plan
 from studyc.errors import RunError
 from studyc.report.collect import Results, collect
 from studyc.report.judge import INCOMPLETE
-from studyc.report.sequential import DESIGN, SequentialJudge, open_lines, read_looks, record_look, settled
+from studyc.report.sequential import SequentialJudge, open_lines, read_looks, record_look, settled
 from studyc.runtime.executor import Executor
 from studyc.runtime.scheduler import Event
 from studyc.runtime.store import Store
@@ -46,10 +47,6 @@ class Settled:
 def check_sequential(loaded: LoadedStudy) -> None:
     """Refuse what --until-settled cannot do soundly, before anything runs."""
     study = loaded.study
-    if study.stats.design != DESIGN:
-        raise RunError("--until-settled needs the confidence_sequence design: re-judging a fixed design's intervals "
-                       "after every batch and stopping at the first PASS inflates false PASSes",
-                       "add `stats: {design: confidence_sequence}` to the study (docs/sequential.md), before its runs")
     if not study.hypotheses:
         raise RunError("--until-settled adds seeds until the hypotheses settle, and the study states none",
                        "add `hypotheses:`, or run without --until-settled")

@@ -10,10 +10,13 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
+from studyc import orchestrate
 from studyc.cli import main
 from studyc.errors import RunError
 from studyc.orchestrate_sequential import run_until_settled
-from studyc.report.sequential import read_looks
+from studyc.report.collect import Results
+from studyc.report.judge import Judge
+from studyc.report.sequential import judge, read_looks
 from studyc.runtime.executor import JobState
 from studyc.runtime.store import Store
 from studyc.spec.loader import load
@@ -110,9 +113,24 @@ def test_a_rerun_keeps_the_seeds_it_added(tmp_path, study):
     assert settled.looks[0].seeds["near"] == 5
 
 
-def test_a_fixed_design_is_refused(tmp_path, study):
-    with pytest.raises(RunError, match="confidence_sequence"):
-        run_until_settled(study(design="fixed"), Store(tmp_path / "store"), max_seeds=5, executor=InstantExecutor())
+def test_a_fixed_design_is_judged_on_the_sequence_once_seeds_were_added(tmp_path, study):
+    loaded, store = study(design="fixed"), Store(tmp_path / "store")
+    assert type(judge(loaded.study, Results(loaded.study, None, [], {}, {}, []), [])) is Judge  # before: fixed
+    run_until_settled(loaded, store, max_seeds=4, executor=InstantExecutor())
+    verdicts = orchestrate.report(loaded, store, tmp_path / "report").verdicts
+    assert verdicts["stats"]["design"] == "confidence_sequence"
+    assert verdicts["sequential"]["declared"] == "fixed" and verdicts["sequential"]["looks"] >= 2
+    text = (tmp_path / "report" / "ablation_report.md").read_text()
+    assert "**Design: confidence sequence**" in text and "declares `stats.design: fixed`" in text
+
+
+def test_promotion_is_refused(tmp_path, write_study):
+    text = textwrap.dedent(STUDY.format(design="confidence_sequence", noise=0.002)) + textwrap.dedent("""        stages:
+          screen: {arms: all, promote: {top: 1}}
+          final: {arms: promoted, needs: [screen]}
+        """)
+    with pytest.raises(RunError, match="promotion"):
+        run_until_settled(load(write_study(text)), Store(tmp_path / "store"), max_seeds=5, executor=InstantExecutor())
 
 
 def test_the_budget_stops_it(tmp_path, write_study):

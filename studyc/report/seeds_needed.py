@@ -164,7 +164,7 @@ def seeds_for(atoms, spreads, target: float, alpha: float, design: str, confiden
     return lo, p_any, p_pass
 
 
-def plan_seeds(loaded: LoadedStudy, results: Results, target: float = 0.8) -> list[Need]:
+def plan_seeds(loaded: LoadedStudy, results: Results, target: float, design: str) -> list[Need]:
     study = loaded.study
     if not study.hypotheses:
         raise RunError("the study states no hypotheses, so no verdict needs seeds",
@@ -189,7 +189,7 @@ def plan_seeds(loaded: LoadedStudy, results: Results, target: float = 0.8) -> li
             judge.assumed[(arm, metric)] = got
             need.assumptions[f"{arm}.{metric}"] = got.text(f"{arm}.{metric}")
         if need.refused is None:
-            _size(need, judge, node, target, alpha, confidence)
+            _size(need, judge, node, target, alpha, confidence, design)
         needs.append(need)
     return needs
 
@@ -213,8 +213,8 @@ def _unit(judge: Judge, node: Any) -> str | None:
     return units.pop() if len(units) == 1 else None
 
 
-def _size(need: Need, judge: _AssumedJudge, node: Any, target: float, alpha: float, confidence: float) -> None:
-    design = judge.study.stats.design
+def _size(need: Need, judge: _AssumedJudge, node: Any, target: float, alpha: float, confidence: float,
+          design: str) -> None:
     atoms_est, _ = judge.walk(node)
     atoms = [(a.est.point, _gradients(a.est, judge.assumed)) for a in atoms_est if not a.est.is_missing]
     if not atoms:
@@ -259,16 +259,17 @@ def cost(loaded: LoadedStudy, results: Results, seeds: dict[str, int]) -> dict[s
     return {**totals, "budget": budget_check(loaded.study, totals)}
 
 
-def seeds_needed(loaded: LoadedStudy, results: Results, target: float = 0.8) -> dict[str, Any]:
+def seeds_needed(loaded: LoadedStudy, results: Results, target: float = 0.8, design: str | None = None) -> dict[str, Any]:
     """Per hypothesis its seeds and their cost; and the study's arms each at the most
     seeds any of its hypotheses needs, with the total against the budget."""
-    needs = plan_seeds(loaded, results, target)
+    design = design or loaded.study.stats.design
+    needs = plan_seeds(loaded, results, target, design)
     per_arm: dict[str, int] = {}
     for need in needs:
         if need.seeds is not None:
             need.cost = cost(loaded, results, {arm: need.seeds for arm in need.arms})
             for arm in need.arms:
                 per_arm[arm] = max(per_arm.get(arm, 0), need.seeds)
-    return {"design": loaded.study.stats.design, "target": target, "confidence": loaded.study.stats.confidence,
+    return {"design": design, "target": target, "confidence": loaded.study.stats.confidence,
             "hypotheses": [n.to_dict() for n in needs], "seeds_per_arm": per_arm,
             "total": cost(loaded, results, per_arm) if per_arm else None}

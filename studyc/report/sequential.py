@@ -123,6 +123,7 @@ class SequentialJudge(Judge):
     def __init__(self, study: Study, results: Results, looks: list[dict[str, Any]] | None = None):
         super().__init__(_with_stats(study, method="t"), results)  # the sequence is a t construction
         self.declared_method = study.stats.method
+        self.declared_design = study.stats.design
         self.alpha = (1 - study.stats.confidence) / 2
         self.looks = looks or []
         self.details: dict[str, dict[str, Any]] = {}
@@ -259,6 +260,7 @@ class SequentialJudge(Judge):
         out["stats"]["design"] = DESIGN
         out["sequential"] = {
             "design": DESIGN, "reference": REFERENCE, "rho": RHO, "alpha_one_sided": self.alpha,
+            "declared": self.declared_design,
             "looks": len(self.looks), "method_note": None if self.declared_method == "t" else
             f"stats.method {self.declared_method} is not used for hypotheses: the confidence sequence is t-based",
             "hypotheses": {k: {**d, "status": self.hypotheses[k].status} for k, d in self.details.items()},
@@ -268,9 +270,16 @@ class SequentialJudge(Judge):
         return out
 
 
+def design_of(study: Study, looks: list[dict[str, Any]] | None) -> str:
+    """The design a study is judged under: its declared one, except that results to which
+    --until-settled added seeds are always judged on the confidence sequence (a fixed
+    design's intervals do not hold under that optional stopping)."""
+    return DESIGN if looks else study.stats.design
+
+
 def judge(study: Study, results: Results, looks: list[dict[str, Any]] | None = None) -> Judge:
     """The study's judge under its design."""
-    if study.stats.design == DESIGN:
+    if design_of(study, looks) == DESIGN:
         return SequentialJudge(study, results, looks)
     return Judge(study, results)
 
