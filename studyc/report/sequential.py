@@ -38,6 +38,7 @@ from studyc.report.collect import Results
 from studyc.report.judge import FAIL, INCONCLUSIVE, PASS, Judge, Verdict
 from studyc.report.stats import MAX_MORE_SEEDS, Estimate
 from studyc.spec import expr as E
+from studyc.spec.arms import expand_arms
 from studyc.spec.model import Study
 
 DESIGN = "confidence_sequence"
@@ -127,6 +128,7 @@ class SequentialJudge(Judge):
         self.alpha = (1 - study.stats.confidence) / 2
         self.looks = looks or []
         self.details: dict[str, dict[str, Any]] = {}
+        self.arm_names = set(expand_arms(study))
 
     # ---------------------------------------------------------------- the check's comparisons
 
@@ -251,7 +253,7 @@ class SequentialJudge(Judge):
                 out += self.arms_of(self.parse(self.study.hypotheses[ref.parts[0]].check))
             elif len(ref.parts) == 2:
                 group = self.champion if ref.parts[0] == "champion" else ref.parts[0]
-                if group in self.results.arms:
+                if group in self.results.arms or group in self.arm_names:
                     out.append(group)
         return list(dict.fromkeys(out))
 
