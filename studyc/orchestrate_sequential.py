@@ -76,8 +76,9 @@ def _seeds(results: Results, runnable: set[str]) -> dict[str, list[int]]:
 
 
 def next_batch(judge: SequentialJudge, verdicts: dict[str, Any], seeds: dict[str, list[int]], max_seeds: int,
-               batch: int) -> tuple[dict[str, int], str | None]:
-    """Seeds to add per arm (the arms of open hypotheses below --max-seeds), or why none."""
+               batch: int | None, slots: int) -> tuple[dict[str, int], str | None]:
+    """Seeds to add per arm (the arms of open hypotheses below --max-seeds; ``batch`` each,
+    or enough to fill ``slots`` runs at once), or why none."""
     statuses = {k: h["status"] for k, h in verdicts["hypotheses"].items()}
     open_ = [k for k, s in statuses.items() if not settled(s)]
     if not open_:
@@ -86,8 +87,9 @@ def next_batch(judge: SequentialJudge, verdicts: dict[str, Any], seeds: dict[str
     wanted: list[str] = []
     for name in growable:
         wanted += [a for a in judge.arms_of(judge.parse(judge.study.hypotheses[name].check)) if a in seeds]
-    adding = {arm: min(batch, max_seeds - len(seeds[arm])) for arm in dict.fromkeys(wanted)
-              if len(seeds[arm]) < max_seeds}
+    arms = [arm for arm in dict.fromkeys(wanted) if len(seeds[arm]) < max_seeds]
+    batch = batch or max(1, slots // max(1, len(arms)))
+    adding = {arm: min(batch, max_seeds - len(seeds[arm])) for arm in arms}
     if adding:
         return adding, None
     stuck = [k for k in open_ if statuses[k] == INCOMPLETE]
@@ -117,8 +119,7 @@ def run_until_settled(loaded: LoadedStudy, store: Store, max_seeds: int, batch: 
         judge = SequentialJudge(study, results, read_looks(store, study.study, profile))
         verdicts = judge.all()
         seeds = _seeds(results, runnable)
-        per_batch = batch or max(1, (parallel or plan.parallel) // max(1, len(seeds)))
-        adding, stop = next_batch(judge, verdicts, seeds, max_seeds, per_batch)
+        adding, stop = next_batch(judge, verdicts, seeds, max_seeds, batch, parallel or plan.parallel)
         counts, lines = {a: len(s) for a, s in seeds.items()}, open_lines(verdicts)
         look = Look(record_look(store, study.study, profile, counts, lines), counts, lines, adding, stop)
         if not stop:

@@ -145,3 +145,24 @@ def test_cli_max_seeds_needs_until_settled(write_study):
     path = write_study(textwrap.dedent(STUDY.format(design="confidence_sequence", noise=0.002)))
     result = CliRunner().invoke(main, ["run", str(path), "--max-seeds", "4"])
     assert result.exit_code == 1 and "--max-seeds goes with --until-settled" in result.output
+
+
+def test_status_json_carries_the_latest_look(tmp_path, study):
+    loaded, store = study(), Store(tmp_path / "store")
+    settled = run_until_settled(loaded, store, max_seeds=4, batch=1, executor=InstantExecutor())
+    result = CliRunner().invoke(main, ["status", str(loaded.path), "--json", "--store", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output
+    sequential = json.loads(result.output)["sequential"]
+    assert sequential["looks"] == len(settled.looks)
+    assert sequential["hypotheses"] == settled.looks[-1].hypotheses
+    h2 = next(h for h in sequential["hypotheses"] if h["hypothesis"] == "H2")
+    assert h2["open"] and h2["seeds_per_arm"] == 4 and "needs ≤ ref.nrmse = 0.0606" in h2["interval"]
+
+
+def test_a_fixed_design_keeps_the_checks_hash_it_had_before_designs_existed(study):
+    """Stores registered before `stats.design` existed must not see their checks 'changed'."""
+    from studyc.compiler.plan import checks_hash
+
+    seed000 = load("studies/burgers_phase3_ablation.yaml", "cpu").study
+    assert checks_hash(seed000) == "388ed0dfb638ef0f"  # as studyc computed it before this key
+    assert checks_hash(study(design="fixed").study) != checks_hash(study().study)

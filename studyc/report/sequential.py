@@ -228,6 +228,8 @@ class SequentialJudge(Judge):
     def settle(self, atoms: list[Atom], leaning: str | None) -> tuple[int | None, str]:
         """About how many more seeds per arm would settle an open check, if the mean and
         spread hold: PASS needs every comparison clear, FAIL one failing comparison."""
+        if leaning is None:  # a composite check: the side its comparisons' estimates are on
+            leaning = PASS if all(a.est.point > 0 for a in atoms if a.uncertain) else FAIL
         needed = []
         for atom in atoms:
             if not atom.uncertain or atom.n is None:
