@@ -240,10 +240,8 @@ def _print_plan(plan: Any) -> None:
 
 
 def _seeds_needed(loaded: Any, store_dir: Path | None, probability: float, design: str | None, as_json: bool) -> None:
-    from rich.markup import escape
-
     from studyc.report.collect import Results, collect
-    from studyc.report.seeds_needed import MAX_PLANNED_SEEDS, seeds_needed
+    from studyc.report.seeds_needed import seeds_needed, summary_lines
     from studyc.report.sequential import design_of, read_looks
 
     home = store_dir or _default_home()
@@ -252,42 +250,14 @@ def _seeds_needed(loaded: Any, store_dir: Path | None, probability: float, desig
         store = _store(home)
         results, looks = collect(loaded.study, store, loaded.profile), read_looks(store, loaded.study.study, loaded.profile)
     out = seeds_needed(loaded, results, probability, design or design_of(loaded.study, looks))
-    refused = [h for h in out["hypotheses"] if h["refused"]]
     if as_json:
         click.echo(json.dumps(out, indent=2))
-        sys.exit(1 if refused else 0)
-    console = _console()
-    design = "confidence sequence (seeds may be added until settled)" if out["design"] != "fixed" else "fixed"
-    console.print(f"seeds per arm for a {probability:.0%} chance of a PASS or FAIL verdict at "
-                  f"{out['confidence']:.0%} confidence, {design} design:")
-    for h in out["hypotheses"]:
-        name = h["hypothesis"]
-        if h["refused"]:
-            console.print(f"[bold red]{name}[/]: cannot plan: {escape(h['refused'])}")
-            if h["hint"]:
-                console.print(f"  [cyan]hint:[/] {escape(h['hint'])}")
-            continue
-        if h["seeds"] is None:
-            console.print(f"[bold]{name}[/]: more than {MAX_PLANNED_SEEDS} seeds per arm ({', '.join(h['arms'])})")
-            for text in list(h["assumptions"].values()) + h["drivers"]:
-                console.print(f"    {escape(text)}")
-            continue
-        c = h["cost"]
-        over = "" if c["budget"]["ok"] else " [red](over budget: " + escape("; ".join(c["budget"]["violations"])) + ")[/]"
-        console.print(f"[bold]{name}[/]: {h['seeds']} seeds per arm ({', '.join(h['arms'])}): "
-                      f"{c['runs']} runs, {_money(c['usd'])}, {c['wall_hours'] * 60:.1f} min wall-clock, "
-                      f"{c['gpu_hours']:.2f} GPU-h; P(verdict) {h['probability']:.0%} "
-                      f"(P(PASS) {h['pass_probability']:.0%}){over}")
-        for text in list(h["assumptions"].values()) + h["drivers"]:
-            console.print(f"    {escape(text)}")
-    total = out["total"]
-    if total:
-        arms = ", ".join(f"{a} {n}" for a, n in out["seeds_per_arm"].items())
-        console.print(f"all together ({arms} seeds): {total['runs']} runs, {_money(total['usd'])}, "
-                      f"{total['wall_hours'] * 60:.1f} min wall-clock, {total['gpu_hours']:.2f} GPU-h")
-        for line in total["budget"]["violations"] or ["within the budget"]:
-            console.print(f"    {escape(line)}")
-    if refused:
+    else:
+        from rich.markup import escape
+
+        for line in summary_lines(out):  # a hypothesis' figures, then its assumptions, indented
+            _console().print(escape(line) if line.startswith(" ") else f"[bold]{escape(line)}[/]")
+    if any(h["refused"] for h in out["hypotheses"]):
         sys.exit(1)
 
 
@@ -423,7 +393,7 @@ def _store(store_dir: Path | None):
 @click.option("--fail-on", type=click.Choice(["fail", "inconclusive"]), default=None,
               help="Exit 3 when a hypothesis FAILs (or is not PASS, with 'inconclusive').")
 @click.option("--until-settled", is_flag=True, help="After the planned seeds, add seeds in batches to the arms of "
-              "open hypotheses until each is PASS or FAIL (needs stats.design: confidence_sequence).")
+              "open hypotheses until each is PASS or FAIL, judged on the confidence sequence (docs/sequential.md).")
 @click.option("--max-seeds", type=click.IntRange(min=2), default=None,
               help="With --until-settled: at most this many seeds per arm [default: 20].")
 @click.option("--batch", type=click.IntRange(min=1), default=None,

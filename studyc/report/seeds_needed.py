@@ -21,6 +21,7 @@ from scipy import special, stats as sps
 
 from studyc.compiler import packing
 from studyc.compiler.plan import Compiler, budget_check
+from studyc.compiler.view import money
 from studyc.errors import RunError
 from studyc.report.collect import ArmResult, Results
 from studyc.report.judge import Judge
@@ -273,3 +274,32 @@ def seeds_needed(loaded: LoadedStudy, results: Results, target: float = 0.8, des
     return {"design": design, "target": target, "confidence": loaded.study.stats.confidence,
             "hypotheses": [n.to_dict() for n in needs], "seeds_per_arm": per_arm,
             "total": cost(loaded, results, per_arm) if per_arm else None}
+
+
+def summary_lines(out: dict[str, Any]) -> list[str]:
+    """`plan --seeds-needed` in words: per hypothesis its seeds and their cost, then
+    (indented) what drives the figure; then every arm together against the budget."""
+    design = "confidence sequence (seeds may be added until settled)" if out["design"] == DESIGN else "fixed"
+    lines = [f"seeds per arm for a {out['target']:.0%} chance of a PASS or FAIL verdict at {out['confidence']:.0%} "
+             f"confidence, {design} design:"]
+    for h in out["hypotheses"]:
+        name, arms = h["hypothesis"], ", ".join(h["arms"])
+        if h["refused"]:
+            lines += [f"{name}: cannot plan: {h['refused']}"] + ([f"  hint: {h['hint']}"] if h["hint"] else [])
+            continue
+        if h["seeds"] is None:
+            lines.append(f"{name}: more than {MAX_PLANNED_SEEDS} seeds per arm ({arms})")
+        else:
+            c = h["cost"]
+            over = "" if c["budget"]["ok"] else f" (over budget: {'; '.join(c['budget']['violations'])})"
+            lines.append(f"{name}: {h['seeds']} seeds per arm ({arms}): {c['runs']} runs, {money(c['usd'])}, "
+                         f"{c['wall_hours'] * 60:.1f} min wall-clock, {c['gpu_hours']:.2f} GPU-h; P(verdict) "
+                         f"{h['probability']:.0%} (P(PASS) {h['pass_probability']:.0%}){over}")
+        lines += [f"    {text}" for text in list(h["assumptions"].values()) + h["drivers"]]
+    total = out["total"]
+    if total:
+        arms = ", ".join(f"{a} {n}" for a, n in out["seeds_per_arm"].items())
+        lines.append(f"all together ({arms} seeds): {total['runs']} runs, {money(total['usd'])}, "
+                     f"{total['wall_hours'] * 60:.1f} min wall-clock, {total['gpu_hours']:.2f} GPU-h")
+        lines += [f"    {v}" for v in total["budget"]["violations"] or ["within the budget"]]
+    return lines

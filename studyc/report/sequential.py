@@ -19,8 +19,10 @@ needs the sequence to miss the truth at some look, which happens with probabilit
 most alpha, however many looks are taken and whatever rule stops them.
 
 Between two arms, n is the smaller arm's seed count (the paired construction pairs the
-i-th seeds of both arms) and se the Welch standard error; ratios and relative bounds
-use the delta method's linearisation, as in the fixed design.
+i-th seeds of both arms) and se the Welch standard error, widened to what it would be
+with n seeds in every arm when their counts differ (exact when they are equal, as
+--until-settled keeps them); ratios and relative bounds use the delta method's
+linearisation, as in the fixed design.
 """
 
 from __future__ import annotations
@@ -108,6 +110,16 @@ class Atom:
 
     def sigma(self) -> float:
         return self.est.se * math.sqrt(self.n or 1)
+
+    def multiplier(self, alpha: float) -> float:
+        """c_n times how much wider the standard error would be if every sample had only
+        the n seeds the sequence counts (1 when the arms have equal seeds)."""
+        c = cs_multiplier(self.n or 1, alpha)
+        if not math.isfinite(c) or self.est.se <= 0:
+            return c
+        parts = [v for v in self.est.parts.values() if len(v) > 1]
+        as_if_n = sum(len(v) / (len(v) - 1) * float(np.dot(v, v)) * len(v) / self.n for v in parts)
+        return c * max(1.0, math.sqrt(as_if_n) / self.est.se)
 
 
 def _with_stats(study: Study, **changes: Any) -> Study:
@@ -207,7 +219,7 @@ class SequentialJudge(Judge):
             node = self.parse(hyp.check)
             atoms, p = self.walk(node)
             open_atoms = [a for a in atoms if a.uncertain]
-            multipliers = [cs_multiplier(a.n or 1, self.alpha) for a in open_atoms]
+            multipliers = [a.multiplier(self.alpha) for a in open_atoms]
             # One level for the whole check: the widest any of its comparisons needs.
             level = max((confidence_for(c, a.est.df) for c, a in zip(multipliers, open_atoms)),
                         default=self.confidence)

@@ -81,3 +81,16 @@ def test_a_clear_result_passes_and_reports_its_level():
     assert detail["n"] == 10 and detail["multiplier"] == pytest.approx(cs_multiplier(10, 0.025))
     assert 0.999 < detail["level_now"] < 1  # as wide as a fixed t interval at ~99.9x%
     assert verdicts["hypotheses"]["H"]["holds_after_holm"] is True
+
+
+def test_unequal_seeds_are_judged_as_wide_as_the_smaller_arm_allows():
+    """An arm with many seeds must not narrow the sequence below what the paired
+    construction on the smaller arm's seeds covers."""
+    study = _study({"H": "a.x <= b.x"})
+    rng = np.random.default_rng(1)
+    b = list(1.0 + 0.1 * rng.standard_normal(6))
+    equal = SequentialJudge(study, _results(study, {"a": list(0.8 + 0.1 * rng.standard_normal(6)), "b": b}))
+    more = SequentialJudge(study, _results(study, {"a": list(0.8 + 0.1 * rng.standard_normal(40)), "b": b}))
+    equal.judge_hypotheses(), more.judge_hypotheses()
+    assert equal.details["H"]["multiplier"] == pytest.approx(cs_multiplier(6, 0.025))
+    assert more.details["H"]["n"] == 6 and more.details["H"]["multiplier"] > cs_multiplier(6, 0.025)
