@@ -279,7 +279,8 @@ def seeds_needed(loaded: LoadedStudy, results: Results, target: float = 0.8, des
 def summary_lines(out: dict[str, Any]) -> list[str]:
     """`plan --seeds-needed` in words: per hypothesis its seeds and their cost, then
     (indented) what drives the figure; then every arm together against the budget."""
-    design = "confidence sequence (seeds may be added until settled)" if out["design"] == DESIGN else "fixed"
+    design = ("confidence sequence (seeds may be added until settled)" if out["design"] == DESIGN
+              else "fixed (for --until-settled: --design confidence_sequence)")
     lines = [f"seeds per arm for a {out['target']:.0%} chance of a PASS or FAIL verdict at {out['confidence']:.0%} "
              f"confidence, {design} design:"]
     for h in out["hypotheses"]:

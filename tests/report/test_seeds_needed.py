@@ -110,7 +110,7 @@ def test_the_cli_prints_seeds_cost_and_assumptions(write_study, tmp_path):
     result = CliRunner().invoke(main, ["plan", str(path), "--seeds-needed", "--probability", "0.9",
                                        "--store", str(tmp_path / "none")])
     assert result.exit_code == 0, result.output
-    assert "for a 90% chance of a PASS or FAIL verdict at 95% confidence, confidence sequence" in result.output
+    assert "for a 90% chance of a PASS or FAIL verdict at 95% confidence, confidence sequence (seeds may be added until settled) design:" in result.output
     line = next(x for x in result.output.splitlines() if x.startswith("H1:"))
     assert "seeds per arm (a)" in line and "$" in line and "min wall-clock" in line
     assert "effect: the estimate is 2 % (0.5 spreads of the difference) inside the threshold" in result.output
