@@ -166,3 +166,40 @@ def test_a_fixed_design_keeps_the_checks_hash_it_had_before_designs_existed(stud
     seed000 = load("studies/burgers_phase3_ablation.yaml", "cpu").study
     assert checks_hash(seed000) == "388ed0dfb638ef0f"  # as studyc computed it before this key
     assert checks_hash(study(design="fixed").study) != checks_hash(study().study)
+
+
+def test_cli_until_settled_end_to_end(tmp_path, write_study, toy_trainer, monkeypatch):
+    """Real runs of a tiny trainer: arm a settles (PASS) at 4 seeds and gets no more; b
+    stays open on its threshold until --max-seeds; every look is logged."""
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    path = write_study(textwrap.dedent(f"""\
+        study: cli_seq
+        run:
+          command: {sys.executable} {toy_trainer}
+          config: {{base: 0.05}}
+          seeds: [0, 1, 2]
+          resources: {{hours: 0.001}}
+        metrics:
+          nrmse: {{goal: min}}
+        arms:
+          a: {{}}
+          b: {{config: {{base: 0.0575}}}}
+        hypotheses:
+          H1: {{claim: a is below, check: a.nrmse <= 0.0606}}
+          H2: {{claim: b is below, check: b.nrmse <= 0.0606}}
+        stats: {{design: confidence_sequence}}
+        budget: {{parallel: 2}}
+        """))
+    result = CliRunner().invoke(main, ["run", str(path), "--until-settled", "--max-seeds", "5", "--batch", "1",
+                                       "--store", str(tmp_path / "store"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "look 1: seeds per arm a 3, b 3" in out and "  next: a +1, b +1" in out
+    assert "look 2: seeds per arm a 4, b 4" in out and "settled: H1 PASS" in out and "  next: b +1" in out
+    assert "H2 INCONCLUSIVE: b.nrmse = " in out and "(5 seeds per arm)" in out
+    assert "stopped after 3 looks: --max-seeds 5 reached for the arms of H2" in out
+    report = (tmp_path / "out" / "ablation_report.md").read_text()
+    assert "**Design: confidence sequence**" in report and "(3 looks recorded" in report
+    assert "- H1: 4 seeds per arm; the sequence is the estimate ± 8.59 standard errors" in report
