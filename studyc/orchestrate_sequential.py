@@ -99,12 +99,26 @@ def next_batch(judge: SequentialJudge, verdicts: dict[str, Any], seeds: dict[str
     return {}, f"--max-seeds {max_seeds} reached for the arms of {', '.join(growable)}"
 
 
+def _once(on_event: Callable[[Event], None]) -> Callable[[Event], None]:
+    """Each batch re-plans the runs before it, which come back as 'cached': say so once."""
+    told: set[str] = set()
+
+    def relay(event: Event) -> None:
+        if event.kind == "cached" and event.run.id in told:
+            return
+        told.add(event.run.id)
+        on_event(event)
+
+    return relay
+
+
 def run_until_settled(loaded: LoadedStudy, store: Store, max_seeds: int, batch: int | None = None,
                       on_event: Callable[[Event], None] = lambda e: None, on_look: Callable[[Look], None] = lambda l: None,
                       allow_over_budget: bool = False, executor: Executor | None = None,
                       parallel: int | None = None, cloud: Any = None) -> Settled:
     check_sequential(loaded)
     study, profile = loaded.study, loaded.profile
+    on_event = _once(on_event)
     runnable = {name for name, spec in expand_arms(study).items() if spec.runs}
     # Seeds an earlier --until-settled added stay in the study (a plain run would drop them).
     compiler = Compiler(loaded)

@@ -200,6 +200,7 @@ def test_cli_until_settled_end_to_end(tmp_path, write_study, toy_trainer, monkey
     assert "look 2: seeds per arm a 4, b 4" in out and "settled: H1 PASS" in out and "  next: b +1" in out
     assert "H2 INCONCLUSIVE: b.nrmse = " in out and "(5 seeds per arm)" in out
     assert "stopped after 3 looks: --max-seeds 5 reached for the arms of H2" in out
+    assert "reuse  " not in out  # each batch re-plans the runs before it: they are not logged again as reused
     report = (tmp_path / "out" / "ablation_report.md").read_text()
     assert "**Design: confidence sequence**" in report and "(3 looks recorded" in report
     assert "- H1: 4 seeds per arm; the sequence is the estimate ± 8.59 standard errors" in report

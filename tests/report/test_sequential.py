@@ -53,6 +53,8 @@ def test_few_seeds_give_no_verdict_where_the_fixed_design_passes():
     verdicts = judge(seq, _results(seq, values)).all()
     assert verdicts["hypotheses"]["H"]["status"] == "INCONCLUSIVE"  # 3 seeds: the sequence is still the whole line
     assert "± ∞" in verdicts["hypotheses"]["H"]["sentence"]
+    seq = _study({"W": "within(a.x, b.x, rel=0.5)"})
+    assert "[−∞, ∞]" in judge(seq, _results(seq, values)).all()["hypotheses"]["W"]["sentence"]
     assert verdicts["sequential"]["hypotheses"]["H"]["multiplier"] is None  # no infinity in verdicts.json
 
 
