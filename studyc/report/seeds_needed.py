@@ -303,4 +303,7 @@ def summary_lines(out: dict[str, Any]) -> list[str]:
         lines.append(f"all together ({arms} seeds): {total['runs']} runs, {money(total['usd'])}, "
                      f"{total['wall_hours'] * 60:.1f} min wall-clock, {total['gpu_hours']:.2f} GPU-h")
         lines += [f"    {v}" for v in total["budget"]["violations"] or ["within the budget"]]
+    beyond = [h["hypothesis"] for h in out["hypotheses"] if h["seeds"] is None and not h["refused"]]
+    if beyond:
+        lines.append(f"    not counted: {', '.join(beyond)} (more than {MAX_PLANNED_SEEDS} seeds per arm)")
     return lines
