@@ -227,7 +227,11 @@ class SequentialJudge(Judge):
             judge.hypotheses = dict(self.hypotheses)  # earlier verdicts, for checks that name them
             verdict = judge.condition(node)
             verdict.p = p
-            if verdict.status == INCONCLUSIVE:
+            if verdict.status in (PASS, FAIL) and any(a.n is not None and a.n < 2 for a in atoms):
+                # One seed has no spread to bound: the fixed design judges its point, a sequence cannot.
+                verdict.leaning, verdict.status, verdict.p = verdict.status, INCONCLUSIVE, None
+                verdict.note = "an arm has 1 seed: the confidence sequence needs at least 2 (4 for a finite width)"
+            elif verdict.status == INCONCLUSIVE:
                 verdict.more_seeds, verdict.note = self.settle(atoms, verdict.leaning)
             self.hypotheses[name] = verdict
             ns = [a.n for a in atoms if a.n is not None]

@@ -96,3 +96,15 @@ def test_unequal_seeds_are_judged_as_wide_as_the_smaller_arm_allows():
     equal.judge_hypotheses(), more.judge_hypotheses()
     assert equal.details["H"]["multiplier"] == pytest.approx(cs_multiplier(6, 0.025))
     assert more.details["H"]["n"] == 6 and more.details["H"]["multiplier"] > cs_multiplier(6, 0.025)
+
+
+def test_one_seed_never_settles_a_check():
+    """A fixed design judges a single seed on its point; under the sequence that is no
+    verdict, or --until-settled would stop at once on a one-seed study."""
+    study = _study({"H": "a.x <= 0.9 * ref.x", "R": "a.x <= b.x"})
+    values = {"a": [0.5], "b": [0.9]}
+    fixed = _study({"H": "a.x <= 0.9 * ref.x", "R": "a.x <= b.x"}, "fixed")
+    assert judge(fixed, _results(fixed, values)).all()["hypotheses"]["H"]["status"] == "PASS"
+    verdicts = judge(study, _results(study, values)).all()["hypotheses"]
+    assert verdicts["H"]["status"] == verdicts["R"]["status"] == "INCONCLUSIVE"
+    assert verdicts["H"]["leaning"] == "PASS" and "1 seed" in verdicts["H"]["note"]
