@@ -412,6 +412,11 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
     if (max_seeds or batch) and not until_settled:
         raise RunError(f"{'--max-seeds' if max_seeds else '--batch'} goes with --until-settled",
                        "add --until-settled, or set the seeds in the study (run.seeds)")
+    if until_settled and (rerun or dryrun):
+        raise RunError(f"--until-settled does not go with {'--rerun' if rerun else '--dryrun'}",
+                       "run the arm again first (`studyc run --rerun ARM`), then --until-settled; the seeds it "
+                       "would add depend on results, so there is no dry run of them" if rerun else
+                       "`studyc plan --seeds-needed` estimates the seeds it would add")
     loaded = _load(str(file), profile)
     if until_settled:
         from studyc.orchestrate_sequential import check_sequential

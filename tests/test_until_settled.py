@@ -145,6 +145,8 @@ def test_cli_max_seeds_needs_until_settled(write_study):
     path = write_study(textwrap.dedent(STUDY.format(design="confidence_sequence", noise=0.002)))
     result = CliRunner().invoke(main, ["run", str(path), "--max-seeds", "4"])
     assert result.exit_code == 1 and "--max-seeds goes with --until-settled" in result.output
+    result = CliRunner().invoke(main, ["run", str(path), "--until-settled", "--rerun", "far"])
+    assert result.exit_code == 1 and "--until-settled does not go with --rerun" in result.output
 
 
 def test_status_json_carries_the_latest_look(tmp_path, study):
