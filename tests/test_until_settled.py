@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import textwrap
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -165,7 +166,7 @@ def test_a_fixed_design_keeps_the_checks_hash_it_had_before_designs_existed(stud
     """Stores registered before `stats.design` existed must not see their checks 'changed'."""
     from studyc.compiler.plan import checks_hash
 
-    seed000 = load("studies/burgers_phase3_ablation.yaml", "cpu").study
+    seed000 = load(Path(__file__).resolve().parents[1] / "studies" / "burgers_phase3_ablation.yaml", "cpu").study
     assert checks_hash(seed000) == "388ed0dfb638ef0f"  # as studyc computed it before this key
     assert checks_hash(study(design="fixed").study) != checks_hash(study().study)
 
