@@ -117,6 +117,9 @@ class Metric(Strict):
     from_: str | None = Field(None, alias="from", description="the logged series this metric reduces (default: its own name)")
     expr: Expr | None = Field(None, description="derived: over this run's metrics (peak_acc - final_acc), or over "
                               "arms for a study-level figure (1 - optimized.total_time / baseline.total_time)")
+    spread: float | None = Field(None, gt=0, description="expected standard deviation of this metric across seeds "
+                                 "(in its unit); `studyc plan --seeds-needed` uses it where the store has no pilot "
+                                 "runs with a spread")
     description: str | None = Field(None, description="what the metric measures (documentation)")
 
     @model_validator(mode="after")
@@ -263,6 +266,10 @@ class Stats(Strict):
     correction: Literal["holm", "none"] = Field("holm", description="multiple-comparison correction across hypotheses")
     bootstrap_samples: int = Field(2000, ge=100, le=100000,
                                    description="resamples per bootstrap interval (method: bootstrap)")
+    design: Literal["fixed", "confidence_sequence"] = Field(
+        "fixed", description="fixed: judged once on the planned seeds; confidence_sequence: anytime-valid t confidence "
+        "sequences (Lai 1976), so verdicts stay valid when seeds are added until they settle "
+        "(`studyc run --until-settled`; docs/sequential.md)")
 
 
 class Wandb(Strict):
