@@ -140,12 +140,15 @@ def schema() -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @profile_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(file: Path, profile: str | None, as_json: bool) -> None:
+@click.option("--parallel", type=click.IntRange(min=1), default=None,
+              help="At most this many runs at once, instead of budget.parallel (1: one after another).")
+def plan(file: Path, profile: str | None, as_json: bool, parallel: int | None) -> None:
     """Show every run with its estimates, the schedule (which runs share the machine
-    when), the totals and the budget check. Runs nothing."""
+    when, and the critical path through the stages), the totals and the budget check.
+    Runs nothing."""
     from studyc.compiler.plan import compile_plan
 
-    result = compile_plan(_load(str(file), profile))
+    result = compile_plan(_load(str(file), profile), parallel)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -358,7 +361,7 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
         raise RunError(f"--rerun: unknown arm '{unknown[0]}'", did_you_mean(unknown[0], _arm_names(loaded)))
     from studyc.compiler.plan import compile_plan
 
-    preview = compile_plan(loaded)
+    preview = compile_plan(loaded, parallel)
     if dryrun:
         _print_dryrun(loaded, preview, set(rerun), store_dir, allow_over_budget)
         return
@@ -440,8 +443,9 @@ def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | Non
         console.print(f"then up to {len(dry.pending)} runs of promoted stages ({', '.join(stages)}), launched once "
                       f"the gates are judged: {sum(r.est_hours for r in dry.pending):.3g} h, "
                       f"{_money(sum(r.est_usd for r in dry.pending))}")
-    console.print(f"at most {plan.parallel} job{'s' if plan.parallel != 1 else ''} at once"
-                  + (", stage by stage: " + " → ".join(s.name for s in plan.stages) if len(plan.stages) > 1 else ""))
+    console.print(f"at most {plan.parallel} job{'s' if plan.parallel != 1 else ''} at once")
+    if view.critical_path_text(plan):
+        console.print(escape(view.critical_path_text(plan)))
     if plan.schedule.get("machine"):
         console.print("note: the totals' wall-clock packs the runs on the study's `machine`; on the cloud each job has "
                       "a machine of its own")
