@@ -182,3 +182,35 @@ def test_plan_parallel_flag_and_critical_path(write_study):
     assert data["parallel"] == 1 and data["totals"]["wall_hours"] == pytest.approx(66.0)
     bad = CliRunner().invoke(main, ["plan", path, "--parallel", "0"])
     assert bad.exit_code == 2 and "--parallel" in bad.output
+
+
+def test_cloud_dryrun_honours_parallel(write_study, tmp_path):
+    pytest.importorskip("sky", reason="the cloud extra (skypilot) is not installed")
+    from click.testing import CliRunner
+
+    from studyc.cli import main
+
+    path = str(write_study(ROUNDS.replace("budget: {parallel: 6}", "budget: {parallel: 6, wall: 20h}")))
+    store = ["--store", str(tmp_path / "none")]
+    fast = CliRunner().invoke(main, ["run", path, "--cloud", "--dryrun", *store])
+    assert fast.exit_code == 0, fast.output
+    out = " ".join(fast.output.split())
+    assert "at most 6 jobs at once" in out and "18.00 h wall-clock" in out and "critical path: aggressive" in out
+    slow = CliRunner().invoke(main, ["run", path, "--cloud", "--dryrun", "--parallel", "1", *store])
+    out = " ".join(slow.output.split())
+    assert "at most 1 job at once" in out and "66.00 h wall-clock" in out
+    assert slow.exit_code == 1 and "exceeds budget.wall" in out
+
+
+def test_evaluation_task_reads_the_evaluated_run(write_study, tmp_path):
+    from studyc.compiler.plan import Compiler
+    from studyc.compiler.sky import TaskRenderer
+
+    loaded = load(write_study(ROUNDS))
+    compiler = Compiler(loaded)
+    plan = compiler.compile()
+    source = compiler.make_run("a1", "round_a", 0)
+    evaluation = compiler.evaluation_runs("full_eval", [source])[0]
+    text = TaskRenderer(loaded, plan, tmp_path).render(evaluation)
+    assert f'STUDYC_SOURCE_RUN_DIR="${{STUDYC_RESULTS_DIR:-$HOME/studyc-results}}/$STUDYC_STUDY/{source.id}"' in text
+    assert "STUDYC_SOURCE_RUN_DIR" not in TaskRenderer(loaded, plan, tmp_path).render(source)
