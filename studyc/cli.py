@@ -372,11 +372,20 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
                f"estimated {_money(preview.totals['usd'])}, {preview.totals['wall_hours'] * 60:.1f} min wall-clock")
     if not cloud:  # on the cloud, runs log to W&B with the key passed as a secret
         _note_tracking(loaded.study)
+    from studyc.stageflow import SmokeFailed
+
+    stopped = None
     with _Progress(preview, live, parallel) as progress:
         options = _cloud_options(file, profile, progress, cancel_on_interrupt) if cloud else None
-        plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget, parallel=parallel,
-                                    cloud=options)
+        try:
+            plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget, parallel=parallel,
+                                        cloud=options)
+        except SmokeFailed as exc:  # the report says so too
+            stopped, plan_ = exc, preview
     result = orchestrate.report(loaded, store, out, plan_)
+    if stopped is not None:
+        click.echo(f"report: {result.paths['report']}")
+        raise stopped
     _print_verdicts(result)
     _exit_for_verdicts(result.verdicts, fail_on)
 
