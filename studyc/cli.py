@@ -237,7 +237,7 @@ class _Progress:
     def __init__(self, plan: Any, live: bool, parallel: int | None = None):
         from studyc.runtime.progress import Tracker
 
-        self.tracker = Tracker(plan.runs, parallel or plan.parallel)
+        self.tracker = Tracker(plan.runs, parallel or plan.parallel, needs={s.name: s.after for s in plan.stages})
         self.console = _console()
         self.live = None
         if live:

@@ -132,6 +132,11 @@ def checks_hash(study: Study) -> str:
         "baselines": {k: b.values for k, b in study.baselines.items()},
         "stats": study.stats.model_dump(),
     }
+    claim_checks = {k: study.claim(k).check for k in study.claims if study.claim(k).check}
+    if claim_checks:  # only when stated, so older studies keep their hash
+        payload["claim_checks"] = claim_checks
+    if study.scenarios:
+        payload["scenarios"] = study.scenarios
     return hashlib.sha256(canonical(payload).encode()).hexdigest()[:16]
 
 

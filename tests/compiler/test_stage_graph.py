@@ -214,3 +214,12 @@ def test_evaluation_task_reads_the_evaluated_run(write_study, tmp_path):
     text = TaskRenderer(loaded, plan, tmp_path).render(evaluation)
     assert f'STUDYC_SOURCE_RUN_DIR="${{STUDYC_RESULTS_DIR:-$HOME/studyc-results}}/$STUDYC_STUDY/{source.id}"' in text
     assert "STUDYC_SOURCE_RUN_DIR" not in TaskRenderer(loaded, plan, tmp_path).render(source)
+
+
+def test_claim_checks_and_scenarios_are_preregistered(write_study):
+    base = ROUNDS + "hypotheses: {H1: {claim: x, check: a1.nrmse < 0.1}}\n"
+    plain = plan_of(write_study, base + "claims: {c: [H1]}\n").checks_hash
+    checked = plan_of(write_study, base + "claims: {c: {hypotheses: [H1], check: a1.nrmse < 0.05}}\n").checks_hash
+    stricter = plan_of(write_study, base + "claims: {c: {hypotheses: [H1], check: a1.nrmse < 0.04}}\n").checks_hash
+    scenario = plan_of(write_study, base + "claims: {c: [H1]}\nscenarios: {good: {a1: {nrmse: [0, 0.1]}}}\n").checks_hash
+    assert len({plain, checked, stricter, scenario}) == 4
