@@ -15,6 +15,7 @@ from studyc.compiler import packing
 from studyc.compiler.ids import canonical, code_version, run_id, study_root
 from studyc.compiler.prices import UnknownPrice, hourly_usd, price_table
 from studyc.errors import RunError
+from studyc.spec import expr as E
 from studyc.spec.arms import ArmSpec, deep_merge, expand_arms
 from studyc.spec.loader import LoadedStudy
 from studyc.spec.model import Resources, Study
@@ -141,11 +142,23 @@ def checks_hash(study: Study) -> str:
 
 
 def stage_needs(study: Study) -> dict[str, list[str]]:
-    """The stages each stage waits for: those it `needs`, and the smoke stage (which all
-    others implicitly need)."""
+    """The stages each stage waits for: those it `needs`; the smoke stage (which all others
+    implicitly need); and, for a stage taking promoted arms, the stages that run the arms
+    the gates it promotes through read (a gate `nrmse <= baseline.nrmse` is judged once
+    baseline's runs have ended, even when the gated stage runs beside baseline's)."""
     smoke = [name for name, s in study.stages.items() if s.smoke]
-    return {name: list(dict.fromkeys(list(s.needs) + [m for m in smoke if m != name and not s.smoke]))
-            for name, s in study.stages.items()}
+    arms = expand_arms(study)
+    order = list(study.stages)
+    out = {}
+    for i, (name, spec) in enumerate(study.stages.items()):
+        waits = list(spec.needs) + [m for m in smoke if m != name and not spec.smoke]
+        if spec.arms == "promoted":
+            for need in spec.needs:
+                gate = study.stages[need].gate if need in study.stages else None
+                read = {r.parts[0] for r in E.refs(E.parse(gate)) if len(r.parts) > 1} if gate else set()
+                waits += [s for s in order[:i] if read & set(stage_arms(study, arms, s))]
+        out[name] = list(dict.fromkeys(waits))
+    return out
 
 
 def source_stage(study: Study, stage: str, ran: dict[str, list[str]]) -> dict[str, str]:

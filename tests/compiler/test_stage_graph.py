@@ -223,3 +223,17 @@ def test_claim_checks_and_scenarios_are_preregistered(write_study):
     stricter = plan_of(write_study, base + "claims: {c: {hypotheses: [H1], check: a1.nrmse < 0.04}}\n").checks_hash
     scenario = plan_of(write_study, base + "claims: {c: [H1]}\nscenarios: {good: {a1: {nrmse: [0, 0.1]}}}\n").checks_hash
     assert len({plain, checked, stricter, scenario}) == 4
+
+
+def test_promotion_waits_for_the_arms_its_gates_read(write_study):
+    # round_a's gate reads the baseline arm: round_a runs beside it, but what round_a
+    # promotes is judged (and full_eval starts) only once baseline has ended too.
+    text = ROUNDS.replace("  a1: {}", "  base: {resources: {hours: 30}}\n  a1: {}").replace(
+        "stages:\n", "stages:\n  baseline: {arms: [base]}\n").replace(
+        "round_a: {arms: [a1, a2, a3], promote: {top: 1}}",
+        "round_a: {arms: [a1, a2, a3], promote: {top: 1}, gate: nrmse <= base.nrmse}")
+    plan = plan_of(write_study, text.replace("parallel: 6", "parallel: 7"))
+    stages = {s.name: s for s in plan.stages}
+    assert stages["round_a"].start_h == 0.0 and stages["baseline"].start_h == 0.0
+    assert "baseline" in stages["full_eval"].after and stages["full_eval"].start_h == pytest.approx(30.0)
+    assert [c["stage"] for c in plan.schedule["critical_path"]] == ["baseline", "full_eval"]
