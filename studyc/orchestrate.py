@@ -15,7 +15,7 @@ from studyc.runtime.executor import Executor, LocalExecutor
 from studyc.runtime.scheduler import Event, Scheduler, Spend
 from studyc.runtime.store import Store
 from studyc.spec.loader import LoadedStudy
-from studyc.stageflow import StageFlow
+from studyc.stageflow import StageFlow, check_cloud_evaluations
 
 
 @dataclass
@@ -89,6 +89,7 @@ def execute(loaded: LoadedStudy, store: Store, on_event: Callable[[Event], None]
         if cloud is not None:
             from studyc.runtime.sky_executor import SkyExecutor, studyc_playbook
 
+            check_cloud_evaluations(study)
             executor = SkyExecutor(loaded, plan, store, cloud)
             executor.check()
             scheduled = studyc_playbook(study)  # SkyPilot does the plain restarts itself

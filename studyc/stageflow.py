@@ -101,6 +101,16 @@ class StageFlow:
                           "runs that finished are reused")
 
 
+def check_cloud_evaluations(study) -> None:
+    """On the cloud each run has a machine of its own: an evaluation reads the run it
+    evaluates from the results bucket, so there must be one."""
+    evaluating = [name for name, s in study.stages.items() if s.evaluate]
+    if evaluating and not study.cloud.results:
+        raise RunError(f"stage '{evaluating[0]}' evaluates earlier runs, which on the cloud it reads from the results "
+                       "bucket, and this study has none",
+                       "add `cloud: {results: s3://BUCKET/PATH}` (or gs://), or run the study locally")
+
+
 def _ending(record) -> str:
     if record is None:
         return "did not run"

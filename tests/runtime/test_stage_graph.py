@@ -136,3 +136,17 @@ def test_a_passing_smoke_stage_runs_first(tmp_path, write_study, scripts):
     runs = records_by_stage(store)
     assert min(r.started_at for r in runs["main"]) >= runs["test_run"][0].ended_at
     assert {r.status for rs in runs.values() for r in rs} == {"done"}
+
+
+def test_cloud_evaluations_need_a_results_bucket(tmp_path, write_study, scripts):
+    from studyc.errors import RunError
+    from studyc.stageflow import check_cloud_evaluations
+
+    text = study(scripts[0], f"""\
+        train: {{arms: [a, b], promote: {{top: 1}}}}
+        full_eval: {{arms: promoted, needs: [train], evaluate: "{sys.executable} {scripts[1]}"}}
+        """)
+    with pytest.raises(RunError) as info:
+        check_cloud_evaluations(load(write_study(text)).study)
+    assert "stage 'full_eval' evaluates earlier runs" in info.value.message and "cloud: {results:" in info.value.hint
+    check_cloud_evaluations(load(write_study(text + "cloud: {results: 's3://b/p'}\n")).study)
