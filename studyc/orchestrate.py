@@ -1,5 +1,6 @@
-"""`studyc run` as a library call: compile, execute stage by stage (judging gates and
-promoting between stages), then judge and render. `report` re-renders from the store."""
+"""`studyc run` as a library call: compile, execute the stages as a graph (each when the
+stages it needs have ended, judging gates and promoting between them), then judge and
+render. `report` re-renders from the store."""
 
 from __future__ import annotations
 

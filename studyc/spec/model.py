@@ -362,7 +362,8 @@ class Study(Strict):
     baselines: dict[Ident, Baseline] = Field(default_factory=dict, description="results this study does not produce: "
                                              "{metric: value, source: ...}")
     arms: dict[Ident, Arm] = Field(min_length=1, description="the configurations under test")
-    stages: dict[Ident, Stage] = Field(default_factory=dict, description="rounds run in order, with gates and promotion")
+    stages: dict[Ident, Stage] = Field(default_factory=dict, description="rounds with gates and promotion; a stage "
+                                       "starts when the stages it needs have ended, beside those it does not need")
     hypotheses: dict[Ident, Hypothesis] = Field(default_factory=dict, description="claims with the check that decides each")
     tiers: dict[Ident, Tier | Expr] = Field(default_factory=dict, description="success tiers, lowest first "
                                             "(e.g. minimum, target, stretch): the highest whose check holds is reached")
