@@ -148,11 +148,14 @@ def schema() -> None:
 @click.option("--design", type=click.Choice(["fixed", "confidence_sequence"]), default=None,
               help="With --seeds-needed: plan for this design [default: the study's, or confidence_sequence once "
                    "--until-settled added seeds].")
+@click.option("--parallel", type=click.IntRange(min=1), default=None,
+              help="At most this many runs at once, instead of budget.parallel (1: one after another).")
 @store_option
 def plan(file: Path, profile: str | None, as_json: bool, seeds_needed: bool, probability: float, design: str | None,
-         store_dir: Path | None) -> None:
+         parallel: int | None, store_dir: Path | None) -> None:
     """Show every run with its estimates, the schedule (which runs share the machine
-    when), the totals and the budget check. Runs nothing."""
+    when, and the critical path through the stages), the totals and the budget check.
+    Runs nothing."""
     from studyc.compiler.plan import compile_plan
 
     if design and not seeds_needed:
@@ -160,7 +163,7 @@ def plan(file: Path, profile: str | None, as_json: bool, seeds_needed: bool, pro
     if seeds_needed:
         _seeds_needed(_load(str(file), profile), store_dir, probability, design, as_json)
         return
-    result = compile_plan(_load(str(file), profile))
+    result = compile_plan(_load(str(file), profile), parallel)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -271,7 +274,7 @@ class _Progress:
     def __init__(self, plan: Any, live: bool, parallel: int | None = None):
         from studyc.runtime.progress import Tracker
 
-        self.tracker = Tracker(plan.runs, parallel or plan.parallel)
+        self.tracker = Tracker(plan.runs, parallel or plan.parallel, needs={s.name: s.after for s in plan.stages})
         self.console = _console()
         self.live = None
         self.sequential: list[str] = []  # --until-settled: the open hypotheses at the latest look
@@ -433,7 +436,7 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
         raise RunError(f"--rerun: unknown arm '{unknown[0]}'", did_you_mean(unknown[0], _arm_names(loaded)))
     from studyc.compiler.plan import compile_plan
 
-    preview = compile_plan(loaded)
+    preview = compile_plan(loaded, parallel)
     if dryrun:
         _print_dryrun(loaded, preview, set(rerun), store_dir, allow_over_budget)
         return
@@ -444,20 +447,29 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
                f"estimated {_money(preview.totals['usd'])}, {preview.totals['wall_hours'] * 60:.1f} min wall-clock")
     if not cloud:  # on the cloud, runs log to W&B with the key passed as a secret
         _note_tracking(loaded.study)
+    from studyc.stageflow import SmokeFailed
+
+    stopped = None
     with _Progress(preview, live, parallel) as progress:
         options = _cloud_options(file, profile, progress, cancel_on_interrupt) if cloud else None
-        if until_settled:
-            from studyc.orchestrate_sequential import run_until_settled
+        try:
+            if until_settled:
+                from studyc.orchestrate_sequential import run_until_settled
 
-            settled = run_until_settled(loaded, store, max_seeds or 20, batch, progress, progress.look,
-                                        allow_over_budget, parallel=parallel, cloud=options)
-            plan_ = settled.plan
-        else:
-            plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget, parallel=parallel,
-                                        cloud=options)
-    if until_settled:
+                settled = run_until_settled(loaded, store, max_seeds or 20, batch, progress, progress.look,
+                                            allow_over_budget, parallel=parallel, cloud=options)
+                plan_ = settled.plan
+            else:
+                plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget,
+                                            parallel=parallel, cloud=options)
+        except SmokeFailed as exc:  # the report says so too
+            stopped, plan_ = exc, preview
+    if until_settled and stopped is None:
         click.echo(f"stopped after {len(settled.looks)} look{'s' if len(settled.looks) != 1 else ''}: {settled.reason}")
     result = orchestrate.report(loaded, store, out, plan_)
+    if stopped is not None:
+        click.echo(f"report: {result.paths['report']}")
+        raise stopped
     _print_verdicts(result)
     _exit_for_verdicts(result.verdicts, fail_on)
 
@@ -524,8 +536,9 @@ def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | Non
         console.print(f"then up to {len(dry.pending)} runs of promoted stages ({', '.join(stages)}), launched once "
                       f"the gates are judged: {sum(r.est_hours for r in dry.pending):.3g} h, "
                       f"{_money(sum(r.est_usd for r in dry.pending))}")
-    console.print(f"at most {plan.parallel} job{'s' if plan.parallel != 1 else ''} at once"
-                  + (", stage by stage: " + " → ".join(s.name for s in plan.stages) if len(plan.stages) > 1 else ""))
+    console.print(f"at most {plan.parallel} job{'s' if plan.parallel != 1 else ''} at once")
+    if view.critical_path_text(plan):
+        console.print(escape(view.critical_path_text(plan)))
     if plan.schedule.get("machine"):
         console.print("note: the totals' wall-clock packs the runs on the study's `machine`; on the cloud each job has "
                       "a machine of its own")

@@ -1,5 +1,6 @@
-"""`studyc run` as a library call: compile, execute stage by stage (judging gates and
-promoting between stages), then judge and render. `report` re-renders from the store."""
+"""`studyc run` as a library call: compile, execute the stages as a graph (each when the
+stages it needs have ended, judging gates and promoting between them), then judge and
+render. `report` re-renders from the store."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from studyc.compiler.plan import Compiler, Plan, RunPlan
+from studyc.compiler.plan import Compiler, Plan
 from studyc.errors import RunError
 from studyc.runtime.executor import Executor, LocalExecutor
 from studyc.runtime.scheduler import Event, Scheduler, Spend
 from studyc.runtime.store import Store
 from studyc.spec.loader import LoadedStudy
+from studyc.stageflow import StageFlow, check_cloud_evaluations
 
 
 @dataclass
@@ -73,7 +75,7 @@ def execute(loaded: LoadedStudy, store: Store, on_event: Callable[[Event], None]
             parallel: int | None = None, cloud: Any = None) -> Plan:
     """Run every stage of the study on this machine, or with ``cloud`` (CloudOptions) as
     SkyPilot managed jobs. Finished runs are reused."""
-    compiler = Compiler(loaded)
+    compiler = Compiler(loaded, parallel)
     plan = compiler.compile()
     check_budget(plan, allow_over_budget)
     study, profile = loaded.study, loaded.profile
@@ -88,33 +90,16 @@ def execute(loaded: LoadedStudy, store: Store, on_event: Callable[[Event], None]
         if cloud is not None:
             from studyc.runtime.sky_executor import SkyExecutor, studyc_playbook
 
+            check_cloud_evaluations(study)
             executor = SkyExecutor(loaded, plan, store, cloud)
             executor.check()
             scheduled = studyc_playbook(study)  # SkyPilot does the plain restarts itself
         scheduler = Scheduler(scheduled, store, executor, plan.workdir, parallel or plan.parallel, on_event,
                               rerun, spend=spend, study_key=(study.study, profile))
-        for stage in plan.stages:
-            if stage.arms == ["promoted"]:
-                runs = promoted_runs(loaded, compiler, store, stage.name)
-                store.add_runs(study.study, profile, runs)
-            else:
-                runs = [r for r in plan.runs_in(stage.name) if not r.pending]
-            scheduler.execute(runs)
+        # Stages that do not wait for each other run side by side (studyc.stageflow).
+        flow = StageFlow(loaded, compiler, plan, store, lambda runs: store.add_runs(study.study, profile, runs))
+        scheduler.execute(flow.start(), flow.stage_ended)
     return plan
-
-
-def promoted_runs(loaded: LoadedStudy, compiler: Compiler, store: Store, stage: str) -> list[RunPlan]:
-    """Judge the gates of the stages ``stage`` needs and build runs for what they promote."""
-    from studyc.report.collect import collect
-    from studyc.report.judge import Judge
-
-    study = loaded.study
-    judge = Judge(study, collect(study, store, loaded.profile))
-    arms: list[str] = []
-    for need in study.stages[stage].needs:
-        promoted, _ = judge.promote(need)
-        arms += [a for a in promoted if a not in arms]
-    return compiler.stage_runs(stage, arms)
 
 
 def report(loaded: LoadedStudy, store: Store, out: Path | None = None, plan: Plan | None = None) -> Report:

@@ -14,9 +14,14 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def run_id(command: str, config: dict[str, Any], seed: int, env: dict[str, str], code_version: str | None) -> str:
-    """Same command, resolved config, seed, env and code version: same id, on any machine."""
-    payload = canonical({"command": command, "config": config, "seed": seed, "env": env, "code": code_version})
+def run_id(command: str, config: dict[str, Any], seed: int, env: dict[str, str], code_version: str | None,
+           source: str | None = None) -> str:
+    """Same command, resolved config, seed, env and code version (and, for an evaluation,
+    the run it evaluates): same id, on any machine."""
+    fields = {"command": command, "config": config, "seed": seed, "env": env, "code": code_version}
+    if source is not None:
+        fields["source"] = source
+    payload = canonical(fields)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

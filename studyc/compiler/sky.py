@@ -150,6 +150,8 @@ def run_script(run: RunPlan, timeout_s: int) -> str:
         'export STUDYC_RUN_DIR="${STUDYC_RESULTS_DIR:-$HOME/studyc-results}/$STUDYC_STUDY/$STUDYC_RUN_ID"',
         f'export STUDYC_CONFIG="$STUDYC_RUN_DIR/{CONFIG_FILE}"',
         'mkdir -p "$STUDYC_RUN_DIR"',
+        *([f'export STUDYC_SOURCE_RUN_DIR="${{STUDYC_RESULTS_DIR:-$HOME/studyc-results}}/$STUDYC_STUDY/{run.source}"']
+          if run.source else []),  # an evaluation run reads the run it evaluates (in the bucket)
         "printf '%s\\n' \"$STUDYC_CONFIG_JSON\" > \"$STUDYC_CONFIG\"",
         f"timeout --kill-after=60 {timeout_s} bash -c {shlex.quote(run.command)} 2>&1 "
         f'| tee -a "$STUDYC_RUN_DIR/{LOG_FILE}"',

@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from studyc.report import outcomes
 from studyc.report.collect import ArmResult, Results
 from studyc.report.numbers import fmt, fmt_threshold, fmt_width, pct
 from studyc.report.stats import MAX_MORE_SEEDS, Estimate, holm, mean_estimate, seeds_to_settle
@@ -251,6 +252,9 @@ class Judge:
         if isinstance(node, E.Call):
             if node.func == "within":
                 return self.within(node, candidate)
+            if node.func == "failed":
+                happened, sentence = outcomes.failed(self.results, node.args[0].parts[0])
+                return Verdict({True: PASS, False: FAIL, None: INCOMPLETE}[happened], sentence)
             if node.func == "isfinite":
                 est = self.number(node.args[0], candidate)
                 ok = math.isfinite(est.point)
@@ -417,10 +421,11 @@ class Judge:
             return {"status": "none", "rule": None, "then": None, "because": "the study states no decision rule"}
         return {"status": "none", "rule": None, "then": None, "because": "no rule applied"}
 
-    def expectations(self) -> list[dict[str, Any]]:
-        """Expected ranges against the observed mean: hit, miss (below or above), or pending."""
+    def expectations(self, expect: dict[str, dict[str, list]] | None = None) -> list[dict[str, Any]]:
+        """Expected ranges (the study's `expect`, or a scenario's) against the observed
+        mean: hit, miss (below or above), or pending."""
         rows = []
-        for arm, metrics in self.study.expect.items():
+        for arm, metrics in (self.study.expect if expect is None else expect).items():
             for metric, (lo, hi) in metrics.items():
                 est = self.arm_estimate(self.results.arms.get(arm), arm, metric)
                 if est.is_missing:
@@ -438,11 +443,16 @@ class Judge:
         return rows
 
     def claims(self) -> dict[str, dict[str, Any]]:
-        """supported: every hypothesis PASS; refuted: some FAIL and none PASS; partial:
-        some PASS but not all; pending: nothing decided yet."""
+        """supported: every hypothesis (and the claim's own check) PASS; refuted: some FAIL
+        and none PASS; partial: some PASS but not all; pending: nothing decided yet."""
         out = {}
-        for claim, hyps in self.study.claims.items():
+        for claim in self.study.claims:
+            spec = self.study.claim(claim)
+            hyps = spec.hypotheses
             statuses = [self.hypotheses[h].status for h in hyps]
+            check = self.condition(self.parse(spec.check)) if spec.check else None
+            if check is not None:
+                statuses.append(check.status)
             if statuses and all(s == PASS for s in statuses):
                 status = "supported"
             elif PASS in statuses:
@@ -451,7 +461,8 @@ class Judge:
                 status = "refuted"
             else:
                 status = "pending"
-            out[claim] = {"status": status, "hypotheses": dict(zip(hyps, statuses))}
+            out[claim] = {"status": status, "hypotheses": dict(zip(hyps, statuses)), "check": None if check is None else
+                          {"expr": spec.check, "status": check.status, "sentence": check.sentence}}
         return out
 
     def study_metrics(self) -> dict[str, dict[str, Any]]:
@@ -496,5 +507,7 @@ class Judge:
             "decision": self.decision(),
             "expectations": self.expectations(),
             "claims": self.claims(),
+            "scenarios": outcomes.scenarios(self.study, self.expectations),
+            "smoke": outcomes.smoke_failure(self.results),
             "derived": self.study_metrics(),
         }

@@ -9,6 +9,7 @@ from typing import Any
 
 from studyc.errors import RunError
 from studyc.report import leaderboard, plots
+from studyc.report.artifact_links import artifact_rows
 from studyc.report.collect import collect, curves
 from studyc.report.prereg import preregistration
 from studyc.report.render import featured_arms, render
@@ -47,7 +48,7 @@ def build_report(study: Study, store: Store, profile: str | None, out: Path, pla
     series = study.metrics[study.primary_metric].from_ or study.primary_metric
     learning = curves(store, results, featured_arms(results, verdicts, plots.MAX_CURVES), series)
     meta = {"spec_hash": plan["spec_hash"], "preregistration": prereg, "totals": plan["totals"], "arms": specs,
-            "leaderboard": board}
+            "leaderboard": board, "artifacts": artifact_rows(results, store, out)}
     paths = render(results, verdicts, out, meta, learning, series)
     if board is not None:
         paths["leaderboard"] = Path(board["path"])

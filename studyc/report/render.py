@@ -295,6 +295,7 @@ def build_context(results: Results, verdicts: dict[str, Any], meta: dict[str, An
         "budget": _budget(results, meta),
         "plots": meta.get("plots", []),
         "leaderboard": meta.get("leaderboard"),
+        "artifacts": meta.get("artifacts", []),
     }
 
 

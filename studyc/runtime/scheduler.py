@@ -206,35 +206,45 @@ class Scheduler:
 
     # ------------------------------------------------------------ execution
 
-    def execute(self, runs: list[RunPlan]) -> None:
-        """Run what is not already done. Returns when every run has ended."""
-        self.store.recover_interrupted([r.id for r in runs])
-        records = self.store.records([r.id for r in runs])
+    def execute(self, runs: list[RunPlan], more: Callable[[str], list[RunPlan]] | None = None) -> None:
+        """Run what is not already done. Returns when every run has ended. ``more``: called
+        with each stage once all its runs have ended; the runs it returns (stages that
+        could not start before) join the queue, beside those still running."""
         todo: deque[_Queued] = deque()
-        twins: list[RunPlan] = []  # arms identical to an earlier one: the same run, executed once
-        queued: set[str] = set()
-        for run in runs:
-            record = records.get(run.id)
-            if record is not None and record.status == "done" and run.arm not in self.rerun:
-                self.on_event(Event("cached", run, status="done"))
-            elif run.id in queued:
-                twins.append(run)
-            else:
-                queued.add(run.id)
-                todo.append(self._queued(run, record))
-        if not todo:
-            return
-        if not self.remote:
-            self.check_fits([q.run for q in todo])
+        twins: dict[str, list[RunPlan]] = {}  # per stage: arms identical to an earlier one, executed once
+        open_stages: dict[str, set[str]] = {}  # stage -> its run ids
         active: dict[str, _Active] = {}
         elsewhere: dict[str, RunPlan] = {}  # being run by another studyc (a study sharing them)
+
+        def enqueue(batch: list[RunPlan]) -> None:
+            fresh = self._enqueue(batch, todo, twins)
+            for run in batch:
+                open_stages.setdefault(run.stage, set()).add(run.id)
+            self._adopt(fresh, todo, active)
+
+        def release() -> bool:
+            """Stages whose runs have all ended: their twins, then what they let start."""
+            released = False
+            while True:
+                inflight = {q.run.id for q in todo} | set(active) | set(elsewhere)
+                ended = [stage for stage, ids in open_stages.items() if not ids & inflight]
+                if not ended:
+                    return released
+                for stage in ended:
+                    del open_stages[stage]
+                    self._report_twins(twins.pop(stage, []))
+                    if more is not None:
+                        enqueue(more(stage))
+                released = True
+
         last_live = 0.0
         with self._signals():
             try:
-                self._adopt(todo, active)
-                while todo or active or elsewhere:
+                enqueue(runs)
+                while todo or active or elsewhere or release():
                     if self._stopping:
                         raise Interrupted()
+                    size = len(todo) + len(active) + len(elsewhere)
                     progressed = self._start_ready(todo, active, elsewhere)
                     now = time.monotonic()
                     live = now - last_live >= self.live_s
@@ -244,11 +254,36 @@ class Scheduler:
                         progressed |= self._check(active, run_id, todo, live)
                     if elsewhere and live:
                         progressed |= self._check_elsewhere(elsewhere, todo)
-                    if not progressed:
+                    if progressed or size != len(todo) + len(active) + len(elsewhere):
+                        release()
+                    elif active or elsewhere:
                         self._wait(active, last_live + self.live_s - time.monotonic())
             except BaseException as exc:
                 self._interrupt(active, exc)
                 raise
+
+    def _enqueue(self, runs: list[RunPlan], todo: deque[_Queued], twins: dict[str, list[RunPlan]]) -> list[_Queued]:
+        """Queue the runs not already done (those done are reported as reused); a run
+        already queued (an identical arm) is its twin. Returns the new queue items."""
+        self.store.recover_interrupted([r.id for r in runs])
+        records = self.store.records([r.id for r in runs])
+        queued = {q.run.id for q in todo}
+        fresh: list[_Queued] = []
+        for run in runs:
+            record = records.get(run.id)
+            if record is not None and record.status == "done" and run.arm not in self.rerun:
+                self.on_event(Event("cached", run, status="done"))
+            elif run.id in queued:
+                twins.setdefault(run.stage, []).append(run)
+            else:
+                queued.add(run.id)
+                fresh.append(self._queued(run, record))
+        if fresh and not self.remote:
+            self.check_fits([q.run for q in fresh])
+        todo.extend(fresh)
+        return fresh
+
+    def _report_twins(self, twins: list[RunPlan]) -> None:
         for twin in twins:
             record = self.store.get(twin.id)
             message = "the same run as an identical arm"
@@ -259,12 +294,12 @@ class Scheduler:
             else:
                 self._skip(twin, f"{message}, which was skipped")
 
-    def _adopt(self, todo: deque[_Queued], active: dict[str, _Active]) -> None:
+    def _adopt(self, fresh: list[_Queued], todo: deque[_Queued], active: dict[str, _Active]) -> None:
         """Jobs an earlier studyc left going (cloud jobs outlive studyc) are followed
         again as the same attempt, never launched twice."""
         follow = getattr(self.executor, "follow", None)
-        found = follow([q.run.id for q in todo]) if follow is not None else {}
-        for item in [q for q in todo if q.run.id in found]:
+        found = follow([q.run.id for q in fresh]) if follow is not None and fresh else {}
+        for item in [q for q in fresh if q.run.id in found]:
             run, handle = item.run, found[item.run.id]
             attempt = self.store.reattach(run.id, self.owner)
             if attempt is None:  # another live studyc follows it
@@ -400,6 +435,8 @@ class Scheduler:
             "STUDYC_STUDY": self.study.study,
             "STUDYC_RESUME": "1" if resume else "0",
         })
+        if run.source:  # an evaluation run: the directory of the run it evaluates
+            env["STUDYC_SOURCE_RUN_DIR"] = str(self.store.run_dir(run.source).resolve())
         env.update(wandb_log.run_env(self.study, run.arm, run.stage, run.seed, attempt))
         command = run.command if config is run.config else _rerender(run, config)
         offset = (run_dir / METRICS_FILE).stat().st_size if resume and (run_dir / METRICS_FILE).exists() else 0

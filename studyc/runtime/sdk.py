@@ -39,6 +39,13 @@ def run_dir() -> Path | None:
     return Path(value) if value else None
 
 
+def source_run_dir() -> Path | None:
+    """In an evaluation stage: the directory of the run being evaluated (its checkpoints
+    in ``checkpoints/``); None in a training run or outside studyc."""
+    value = os.environ.get("STUDYC_SOURCE_RUN_DIR")
+    return Path(value) if value else None
+
+
 def checkpoint_dir() -> Path | None:
     """Where a run keeps checkpoints it can resume from after a retry (created on demand)."""
     base = run_dir()

@@ -378,12 +378,20 @@ def refs(node: Node) -> list[Ref]:
     return [n for n in walk(node) if isinstance(n, Ref)]
 
 
+def named(node: Node) -> list[tuple[str, Ref]]:
+    """Arguments that name an arm or stage (``failed(x)``), with their function."""
+    return [(n.func, a) for n in walk(node) if isinstance(n, Call) and n.func in FUNCTIONS
+            for a, p in zip(n.args, FUNCTIONS[n.func][0] if not isinstance(FUNCTIONS[n.func][0], Type) else ())
+            if p == Type.NAME and isinstance(a, Ref)]
+
+
 # ---------------------------------------------------------------- types
 
 
 class Type(str, Enum):
     NUM = "number"
     BOOL = "condition"
+    NAME = "name"  # an arm or stage named bare, e.g. failed(baseline); which names exist is the caller's to check
 
 
 # name -> (positional argument types or None for variadic NUM/BOOL, keyword names, result)
@@ -396,6 +404,7 @@ FUNCTIONS: dict[str, tuple[Sequence[Type] | Type, tuple[str, ...], Type]] = {
     "all": (Type.BOOL, (), Type.BOOL),
     "any": (Type.BOOL, (), Type.BOOL),
     "count": (Type.BOOL, (), Type.NUM),
+    "failed": ((Type.NAME,), (), Type.BOOL),  # any run of an arm or stage ended failed, after its retries
 }
 
 Resolver = Callable[[Ref], Type]
@@ -449,6 +458,11 @@ def _check(node: Node, resolve: Resolver) -> Type:
             if len(node.args) != len(params):
                 raise ExprError(f"{node.func}() takes {len(params)} arguments, got {len(node.args)}", node.col)
             for arg, param in zip(node.args, params):
+                if param == Type.NAME:
+                    if not (isinstance(arg, Ref) and len(arg.parts) == 1):
+                        raise ExprError(f"{node.func}() takes the name of an arm or stage", _col(arg),
+                                        f"e.g. {node.func}(baseline)")
+                    continue
                 _expect(arg, resolve, param, f"{node.func}()")
         for key, value in node.kwargs:
             if key not in keywords:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 FAILURE_CLASSES = ("oom", "diverged", "timeout", "preempted", "crashed")
@@ -93,6 +93,19 @@ class Resources(Strict):
         return self
 
 
+def _relative_path(value: str) -> str:
+    parts = value.replace("\\", "/").split("/")
+    if value.startswith(("/", "~")) or ".." in parts:
+        raise invalid(f"artifact path {value!r} leaves the run directory",
+                      "write a path inside the run directory, e.g. checkpoints/last.pt or eval/*.json")
+    return value
+
+
+# A file a run writes, relative to its run directory (globs allowed).
+ArtifactPath = Annotated[str, Field(min_length=1, description="a path inside the run directory, e.g. "
+                                    "checkpoints/last.pt or eval/*.json"), AfterValidator(_relative_path)]
+
+
 class RunSpec(Strict):
     """The training plan every arm starts from."""
 
@@ -105,6 +118,8 @@ class RunSpec(Strict):
     env: dict[str, str] = Field(default_factory=dict, description="environment variables of every run (never secrets)")
     workdir: str | None = Field(None, description="directory the command runs in, relative to the study file")
     setup: str | None = Field(None, description="commands run once per machine before the runs (cloud)")
+    artifacts: list[ArtifactPath] = Field(default_factory=list, description="files each run writes in its run "
+                                          "directory (glob patterns allowed), linked from the report")
 
 
 class Metric(Strict):
@@ -176,6 +191,8 @@ class Arm(Strict):
     reuse: Reuse | None = Field(None, description="results that exist already; the arm is not run")
     same_as: str | None = Field(None, description="this arm's results are another arm's (e.g. the same config run once)")
     label: str | None = Field(None, description="a human name, e.g. the config file it stands for")
+    artifacts: list[ArtifactPath] | None = Field(None, description="files this arm's runs write, linked from the "
+                                                 "report; overrides run.artifacts")
     tags: list[str] = Field(default_factory=list,
                             description="labels of this arm, added to the study's tags in the leaderboard")
     description: str | None = Field(None, description="what this arm tests (documentation)")
@@ -187,12 +204,14 @@ class Promote(Strict):
 
 
 class Stage(Strict):
-    """A round of the study. Stages run in the order written; a later one may take the arms
-    that earlier ones promote."""
+    """A round of the study. Stages that do not need each other run side by side within
+    budget.parallel; a stage starts when the stages it needs have ended, and may take the
+    arms they promote."""
 
     arms: list[str] | Literal["promoted", "all"] = Field(
         "all", description="arms (or sweep families) this stage runs; 'promoted' takes what the needed stages promote")
-    needs: list[str] = Field(default_factory=list, description="stages whose promoted arms this stage takes")
+    needs: list[str] = Field(default_factory=list, description="stages that must end before this one starts (and "
+                             "whose promoted arms it takes); stages that do not need each other run side by side")
     config: dict[str, Any] = Field(default_factory=dict, description="overlay on each arm's config in this stage")
     resources: Resources | None = Field(None, description="overrides the arms' resources in this stage")
     seeds: list[int] | None = Field(None, min_length=1, description="overrides the arms' seeds in this stage")
@@ -200,6 +219,12 @@ class Stage(Strict):
                               "the candidate's, arm.metric and baseline.metric others'")
     promote: Promote | Literal["all"] | None = Field(
         None, description="{top: k, by: metric}: the best k that pass the gate; 'all': every arm, forced")
+    smoke: bool = Field(False, description="a smoke test: runs before every other stage (they all need it), and any "
+                        "of its runs that fails stops the study")
+    evaluate: str | None = Field(None, description="evaluation command run once per promoted run of the needed "
+                                 "stages instead of training ({config.key} and {seed} filled in); the evaluated "
+                                 "run's directory is in $STUDYC_SOURCE_RUN_DIR, and the metrics it logs are this "
+                                 "stage's results. Needs `arms: promoted`")
     description: str | None = Field(None, description="what this round is for, shown in the report")
 
 
@@ -258,6 +283,31 @@ class Machine(Strict):
     vram_gb: float = Field(0, ge=0, description="memory per GPU, in GB")
     cpus: int | None = Field(None, ge=1, description="CPU cores")
     memory_gb: float | None = Field(None, ge=0, description="host memory, in GB")
+    contention: float = Field(1.0, ge=0, description="slowdown of runs sharing a GPU: k runs on one GPU each take "
+                              "hours * (1 + contention * (k - 1)); 0: sharing costs nothing, 1: the GPU is split")
+
+
+class Claim(Strict):
+    """A claim judged by its hypotheses and, optionally, a check of its own (e.g. a bar
+    the hypotheses do not state)."""
+
+    hypotheses: list[str] = Field(default_factory=list, description="the hypotheses that support the claim")
+    check: Expr | None = Field(None, description="a condition the claim also needs, over arms, baselines, derived "
+                               "metrics and hypotheses, e.g. fixed.final_acc > 0.70")
+    description: str | None = Field(None, description="background for the claim (documentation)")
+
+    @model_validator(mode="after")
+    def _something(self) -> "Claim":
+        if not self.hypotheses and self.check is None:
+            raise invalid("a claim needs 'hypotheses', a 'check', or both", "e.g. {hypotheses: [H1], check: 'a.x > 0.7'}")
+        return self
+
+
+# A claim is a list of hypotheses or a Claim; chosen by shape, so an error speaks of one form only.
+ClaimValue = Annotated[Annotated[list[str], Tag("list")] | Annotated[Claim, Tag("dict")],
+                       Discriminator(lambda v: "list" if isinstance(v, list) else "dict")]
+
+Expectations = dict[Ident, dict[Ident, Annotated[list[float | None], Field(min_length=2, max_length=2)]]]
 
 
 class Stats(Strict):
@@ -319,16 +369,21 @@ class Study(Strict):
     baselines: dict[Ident, Baseline] = Field(default_factory=dict, description="results this study does not produce: "
                                              "{metric: value, source: ...}")
     arms: dict[Ident, Arm] = Field(min_length=1, description="the configurations under test")
-    stages: dict[Ident, Stage] = Field(default_factory=dict, description="rounds run in order, with gates and promotion")
+    stages: dict[Ident, Stage] = Field(default_factory=dict, description="rounds with gates and promotion; a stage "
+                                       "starts when the stages it needs have ended, beside those it does not need")
     hypotheses: dict[Ident, Hypothesis] = Field(default_factory=dict, description="claims with the check that decides each")
     tiers: dict[Ident, Tier | Expr] = Field(default_factory=dict, description="success tiers, lowest first "
                                             "(e.g. minimum, target, stretch): the highest whose check holds is reached")
     decision: list[DecisionRule] = Field(default_factory=list, description="what to do next, by the first rule that holds")
-    expect: dict[Ident, dict[Ident, Annotated[list[float | None], Field(min_length=2, max_length=2)]]] = Field(
+    expect: Expectations = Field(
         default_factory=dict, description="expected ranges {arm: {metric: [low, high]}} (null: open); the report "
         "shows expected against observed")
-    claims: dict[str, list[str]] = Field(default_factory=dict, description="claims and the hypotheses that support "
-                                         "them; status is derived: supported, partial, refuted, pending")
+    scenarios: dict[Ident, Expectations] = Field(
+        default_factory=dict, description="named expectation sets {scenario: {arm: {metric: [low, high]}}} (e.g. "
+        "optimistic, conservative, worst); the report says which the observations match")
+    claims: dict[str, ClaimValue] = Field(
+        default_factory=dict, description="claims and the hypotheses that support them (a list, or {hypotheses, "
+        "check}); status is derived: supported, partial, refuted, pending")
     on_failure: dict[FailureClass, Recovery] = Field(default_factory=dict, description="the recovery playbook, per "
                                                      "failure class")
     stop: dict[FailureClass, Expr] = Field(default_factory=dict, description="end a run early when this condition over "
@@ -351,6 +406,11 @@ class Study(Strict):
         if self.primary:
             return self.primary
         return next((k for k, m in self.metrics.items() if m.goal), next(iter(self.metrics)))
+
+    def claim(self, text: str) -> Claim:
+        """A claim in its full form, whichever way it was written."""
+        value = self.claims[text]
+        return Claim.model_construct(hypotheses=list(value), check=None) if isinstance(value, list) else value
 
     def tier_checks(self) -> dict[str, str]:
         return {name: (t if isinstance(t, str) else t.check) for name, t in self.tiers.items()}

@@ -113,10 +113,19 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
     def problem(path: tuple, message: str, hint: str | None = None, key: bool = False) -> None:
         errors.append(source.error(path, message, hint, key=key))
 
-    def expression(path: tuple, text: str, resolve: E.Resolver, want: E.Type | None, what: str) -> E.Node | None:
+    def expression(path: tuple, text: str, resolve: E.Resolver, want: E.Type | None, what: str,
+                   judged: bool = False) -> E.Node | None:
+        """``judged``: judged over the study's results, where failed(arm or stage) may appear."""
         try:
             node = E.parse(text)
             E.check(node, resolve, want)
+            for func, ref in E.named(node):
+                if not judged:
+                    raise E.ExprError(f"{func}() reads the study's runs, not one run's values", ref.col,
+                                      "use it in hypotheses, tiers, decisions, claims or gates")
+                if ref.parts[0] not in runnable:
+                    raise E.ExprError(f"unknown arm or stage '{ref.parts[0]}'", ref.col,
+                                      did_you_mean(ref.parts[0], sorted(runnable)))
             return node
         except E.ExprError as err:
             errors.append(source.expr_error(path, err, what))
@@ -171,6 +180,7 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
         return errors
     arms = expand_arms(study, problem)
     names = Names(study, arms)
+    runnable = set(arms) | set(study.arms) | set(study.stages)  # what failed() may name
 
     # Metrics.
     if study.primary is not None and study.primary not in study.metrics:
@@ -215,16 +225,46 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
                     "use {seed} or {config.<key>}" + (f"; {did_you_mean(key, config_keys)}" if did_you_mean(key, config_keys) else ""))
 
     # Stages.
+    smokes = [name for name, stage in study.stages.items() if stage.smoke]
+    if len(smokes) > 1:
+        problem(("stages", smokes[1], "smoke"), f"only one stage can be the smoke test ('{smokes[0]}' is already)",
+                "merge the smoke stages into one")
+
+    def check_stage_kind(name: str, stage) -> None:
+        """Smoke and evaluation stages: what each may be combined with."""
+        if stage.smoke:
+            if stage.needs:
+                problem(("stages", name, "needs"), "the smoke stage runs before every other stage, so it needs none",
+                        "remove `needs` from the smoke stage")
+            if stage.arms == "promoted" or stage.evaluate is not None:
+                problem(("stages", name, "smoke"), "the smoke stage runs first, so it cannot take promoted arms or "
+                        "evaluate earlier runs", "give it a list of arms (e.g. the baseline) at a tiny size")
+        if stage.evaluate is not None:
+            if stage.arms != "promoted":
+                problem(("stages", name, "evaluate"), "an evaluation stage evaluates the runs that the stages it "
+                        "needs promote", "add `arms: promoted` and `needs: [<stage>]`")
+            if stage.seeds is not None:
+                problem(("stages", name, "seeds"), "an evaluation stage evaluates each promoted run, so its seeds "
+                        "are those runs' seeds", "remove `seeds` from the evaluation stage")
+            for fld in _COMMAND_FIELD.findall(stage.evaluate):
+                key = fld.removeprefix("config.")
+                if fld != "seed" and (not fld.startswith("config.") or key.split(".")[0] not in config_keys):
+                    problem(("stages", name, "evaluate"), f"unknown placeholder '{{{fld}}}' in the evaluation command",
+                            "use {seed} or {config.<key>}")
+
     families = set(study.arms)
     order: list[str] = []
     for name, stage in study.stages.items():
-        for i, need in enumerate(stage.needs):
+        for i, need in enumerate([] if stage.smoke else stage.needs):  # a smoke stage's needs are refused below
             if need not in study.stages:
                 problem(("stages", name, "needs", i), f"unknown stage '{need}'", did_you_mean(need, study.stages))
+            elif need == name:
+                problem(("stages", name, "needs", i), f"stage '{name}' cannot need itself")
             elif need not in order:
                 problem(("stages", name, "needs", i), f"stage '{need}' must be declared before '{name}'",
-                        "stages run in the order they are written")
+                        f"move stage '{need}' above '{name}' (stages are written in an order that respects `needs`)")
         order.append(name)
+        check_stage_kind(name, stage)
         if stage.arms == "promoted":
             if not stage.needs:
                 problem(("stages", name, "arms"), "'arms: promoted' takes the arms promoted by earlier stages",
@@ -238,7 +278,8 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
                 if arm_name not in arms and arm_name not in families:
                     problem(("stages", name, "arms", i), f"unknown arm '{arm_name}'", did_you_mean(arm_name, list(arms) + list(families)))
         if stage.gate is not None:
-            expression(("stages", name, "gate"), stage.gate, names.gate_context(), E.Type.BOOL, f"gate of stage '{name}'")
+            expression(("stages", name, "gate"), stage.gate, names.gate_context(), E.Type.BOOL, f"gate of stage '{name}'",
+                       judged=True)
         if stage.promote is not None and stage.promote != "all" and stage.promote.by is not None:
             if stage.promote.by not in names.run_metrics:
                 problem(("stages", name, "promote", "by"), f"unknown metric '{stage.promote.by}'",
@@ -268,34 +309,50 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
 
     # Hypotheses, tiers, decision.
     for name, hyp in study.hypotheses.items():
-        expression(("hypotheses", name, "check"), hyp.check, names.check_context(False), E.Type.BOOL, f"check of {name}")
+        expression(("hypotheses", name, "check"), hyp.check, names.check_context(False), E.Type.BOOL, f"check of {name}",
+                   judged=True)
     tier_paths = {name: ("tiers", name) if isinstance(t, str) else ("tiers", name, "check") for name, t in study.tiers.items()}
     for name, check in study.tier_checks().items():
-        expression(tier_paths[name], check, names.check_context(True), E.Type.BOOL, f"tier '{name}'")
+        expression(tier_paths[name], check, names.check_context(True), E.Type.BOOL, f"tier '{name}'", judged=True)
     if study.tiers and names.study.metrics[study.primary_metric].goal is None:
         problem(("tiers",), f"tiers judge the champion, ranked by '{study.primary_metric}', which has no goal",
                 "set `goal: min` or `goal: max` on the primary metric", key=True)
     for i, rule in enumerate(study.decision):
         if rule.if_ is not None:
-            expression(("decision", i, "if"), rule.if_, names.check_context(True), E.Type.BOOL, "decision rule")
+            expression(("decision", i, "if"), rule.if_, names.check_context(True), E.Type.BOOL, "decision rule",
+                       judged=True)
         elif i != len(study.decision) - 1:
             problem(("decision", i), "'else' must be the last decision rule", "move it to the end")
 
     # Expectations and claims.
-    for arm_name, expected in study.expect.items():
-        if arm_name not in arms:
-            problem(("expect", arm_name), f"unknown arm '{arm_name}'", did_you_mean(arm_name, arms), key=True)
-            continue
-        for metric, bounds in expected.items():
-            if metric not in names.run_metrics:
-                problem(("expect", arm_name, metric), f"unknown metric '{metric}'", did_you_mean(metric, names.run_metrics), key=True)
-            lo, hi = bounds
-            if lo is not None and hi is not None and lo > hi:
-                problem(("expect", arm_name, metric), f"expected range [{lo}, {hi}] is empty", "write [low, high]")
-    for claim, hyps in study.claims.items():
-        for i, hyp in enumerate(hyps):
+    def expectations(path: tuple, expect: dict) -> None:
+        for arm_name, expected in expect.items():
+            if arm_name not in arms:
+                problem(path + (arm_name,), f"unknown arm '{arm_name}'", did_you_mean(arm_name, arms), key=True)
+                continue
+            for metric, bounds in expected.items():
+                if metric not in names.run_metrics:
+                    problem(path + (arm_name, metric), f"unknown metric '{metric}'",
+                            did_you_mean(metric, names.run_metrics), key=True)
+                lo, hi = bounds
+                if lo is not None and hi is not None and lo > hi:
+                    problem(path + (arm_name, metric), f"expected range [{lo}, {hi}] is empty", "write [low, high]")
+
+    expectations(("expect",), study.expect)
+    for scenario, expect in study.scenarios.items():
+        if not expect:
+            problem(("scenarios", scenario), f"scenario '{scenario}' expects nothing",
+                    "give it ranges: {<arm>: {<metric>: [low, high]}}")
+        expectations(("scenarios", scenario), expect)
+    for claim, value in study.claims.items():
+        path = ("claims", claim) if isinstance(value, list) else ("claims", claim, "hypotheses")
+        for i, hyp in enumerate(study.claim(claim).hypotheses):
             if hyp not in study.hypotheses:
-                problem(("claims", claim, i), f"unknown hypothesis '{hyp}'", did_you_mean(hyp, study.hypotheses))
+                problem(path + (i,), f"unknown hypothesis '{hyp}'", did_you_mean(hyp, study.hypotheses))
+        check = study.claim(claim).check
+        if check is not None:
+            expression(("claims", claim, "check"), check, names.check_context(True), E.Type.BOOL, f"check of claim "
+                       f"'{claim[:40]}'", judged=True)
 
     # Recovery and stop rules.
     for cls, recovery in study.on_failure.items():
