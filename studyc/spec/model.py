@@ -58,6 +58,10 @@ Hours = Annotated[
 ]
 
 
+# How a check is judged (docs/verdicts.md): on the confidence interval, or on the point estimate.
+Judging = Literal["interval", "point"]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
@@ -193,6 +197,8 @@ class Stage(Strict):
     seeds: list[int] | None = Field(None, min_length=1)
     gate: Expr | None = Field(None, description="condition a candidate must pass to be promoted: bare metric names are "
                               "the candidate's, arm.metric and baseline.metric others'")
+    gate_judge: Judging = Field("interval", description="'interval': the gate is judged on confidence intervals; "
+                                "'point': on point estimates (a screening round with one seed per config)")
     promote: Promote | Literal["all"] | None = Field(
         None, description="{top: k, by: metric}: the best k that pass the gate; 'all': every arm, forced")
     description: str | None = None
@@ -201,11 +207,15 @@ class Stage(Strict):
 class Hypothesis(Strict):
     claim: str = Field(description="the hypothesis in words")
     check: Expr = Field(description="the condition that decides it, e.g. pure_128.nrmse <= 1.05 * u_shaped_128.nrmse")
+    judge: Judging = Field("interval", description="'interval': judged on confidence intervals over seeds; 'point': "
+                           "on point estimates, with no p-value (screening)")
     description: str | None = None
 
 
 class Tier(Strict):
     check: Expr = Field(description="condition for the tier, usually over champion.<metric>")
+    judge: Judging = Field("interval", description="'interval': judged on confidence intervals over seeds; 'point': "
+                           "on point estimates, with no p-value (screening)")
     description: str | None = None
 
 
@@ -260,6 +270,8 @@ class Stats(Strict):
     method: Literal["t", "bootstrap"] = Field("t", description="t-interval (Welch between arms) or bootstrap")
     correction: Literal["holm", "none"] = Field("holm", description="multiple-comparison correction across hypotheses")
     bootstrap_samples: int = Field(2000, ge=100, le=100000)
+    paired: bool = Field(False, description="compare arms run on the same seeds seed by seed: paired t interval, or a "
+                         "bootstrap resampling the seeds together (arms with other seeds stay independent)")
 
 
 class Wandb(Strict):
