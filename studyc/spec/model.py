@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
+from studyc.spec.configkeys import strip_new
+
 FAILURE_CLASSES = ("oom", "diverged", "timeout", "preempted", "crashed")
 FailureClass = Literal["oom", "diverged", "timeout", "preempted", "crashed"]
 
@@ -58,6 +60,9 @@ Hours = Annotated[
 ]
 
 
+# A config overlay: a key the study adds is written '+key' (studyc/spec/configkeys.py); runs get 'key'.
+ConfigMap = Annotated[dict[str, Any], BeforeValidator(strip_new)]
+
 # How a check is judged (docs/verdicts.md): on the confidence interval, or on the point estimate.
 Judging = Literal["interval", "point"]
 
@@ -101,7 +106,7 @@ class RunSpec(Strict):
     """The training plan every arm starts from."""
 
     command: str = Field(description="shell command; {config.key} and {seed} are filled in, shell-quoted")
-    config: dict[str, Any] = Field(default_factory=dict, description="the config every arm starts from; each run "
+    config: ConfigMap = Field(default_factory=dict, description="the config every arm starts from; each run "
                                    "receives its resolved copy as JSON in $STUDYC_CONFIG")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="one run per seed and arm")
     resources: Resources = Field(default_factory=Resources)
@@ -164,12 +169,15 @@ class Reuse(Strict):
 class Arm(Strict):
     """One configuration under test: an overlay on run.config, or a sweep that expands into arms."""
 
-    config: dict[str, Any] = Field(default_factory=dict, description="overlay on run.config (dotted keys allowed in sweeps)")
+    config: ConfigMap = Field(default_factory=dict, description="overlay on run.config (dotted keys allowed in sweeps); "
+                              "every key must be in run.config, unless declared new with a leading '+' ({+dropout: 0.1})")
     resources: Resources | None = Field(None, description="overrides run.resources for this arm")
     seeds: list[int] | None = Field(None, min_length=1, description="overrides run.seeds for this arm")
     command: str | None = Field(None, description="overrides run.command for this arm")
-    grid: dict[str, list[Any]] | None = Field(None, description="sweep: every combination of these config values")
-    zip_: dict[str, list[Any]] | None = Field(None, alias="zip", description="sweep: the i-th values of each list together")
+    grid: Annotated[dict[str, list[Any]], BeforeValidator(strip_new)] | None = Field(
+        None, description="sweep: every combination of these config values ('+key' for a key not in run.config)")
+    zip_: Annotated[dict[str, list[Any]], BeforeValidator(strip_new)] | None = Field(
+        None, alias="zip", description="sweep: the i-th values of each list together ('+key' for a key not in run.config)")
     name: str | list[Ident] | None = Field(
         None, description="sweep arm names: a template such as 'lr{lr}_w{warmup}' ({arm} is this key), or one name "
         "per sweep point, in order")
@@ -192,7 +200,8 @@ class Stage(Strict):
     arms: list[str] | Literal["promoted", "all"] = Field(
         "all", description="arms (or sweep families) this stage runs; 'promoted' takes what the needed stages promote")
     needs: list[str] = Field(default_factory=list, description="stages whose promoted arms this stage takes")
-    config: dict[str, Any] = Field(default_factory=dict, description="overlay on each arm's config in this stage")
+    config: ConfigMap = Field(default_factory=dict, description="overlay on each arm's config in this stage ('+key' for "
+                              "a key not in run.config)")
     resources: Resources | None = None
     seeds: list[int] | None = Field(None, min_length=1)
     gate: Expr | None = Field(None, description="condition a candidate must pass to be promoted: bare metric names are "
