@@ -603,3 +603,29 @@ def test_a_profile_that_shrinks_the_run_marks_full_scale_baselines():
     assert _profiled({"run": {"config": {"epochs": 1}}}, "a.m <= 0.06").caveat is None  # no baseline read
     assert _profiled({"run": {"seeds": [0]}}).caveat is None  # the config is unchanged
     assert _profiled({"run": {"config": {"epochs": 1}}, "baselines": {"base": {"m": 0.2}}}).caveat is None
+
+
+def test_profiles_override_baselines_and_expectations(write_study):
+    from studyc.spec.loader import load
+
+    path = write_study("""
+        study: s
+        run: {command: x, config: {epochs: 20}}
+        metrics: {m: {goal: min}}
+        baselines: {base: {m: 0.06, source: full scale}}
+        arms: {a: {}}
+        expect: {a: {m: [0.05, 0.07]}}
+        hypotheses: {H: {claim: c, check: a.m <= base.m}}
+        profiles:
+          cpu:
+            run: {config: {epochs: 2}}
+            baselines: {base: {m: 0.2, source: the baseline re-run at cpu scale}}
+            expect: {a: {m: [0.15, 0.25]}}
+        """)
+    study = load(path, "cpu").study
+    assert study.baselines["base"].values["m"] == 0.2 and study.expect == {"a": {"m": [0.15, 0.25]}}
+    results = make_results(study, {"a": [0.180, 0.181, 0.182]})
+    results.profile = "cpu"
+    out = Judge(study, results).all()
+    assert out["hypotheses"]["H"]["status"] == PASS and out["hypotheses"]["H"]["caveat"] is None
+    assert out["expectations"][0]["status"] == "hit"
