@@ -468,8 +468,9 @@ class Checks(E.Domain):
             return Estimate(float(passed), slack_hi=float(open_))
         if func in ("all", "any"):
             return _combined(func == "all", args, with_p=False)
-        if func == "abs":
-            return args[0] if args[0].point >= 0 else -args[0]
+        if func == "abs":  # max(x, -x): judged by the same rule as max()
+            negated = E.Unary("-", node.args[0], node.col)
+            return Extremum.of("max", [(node.args[0], args[0]), (negated, -args[0])], self.confidence)
         if func in ("min", "max"):
             return Extremum.of(func, list(zip(node.args, args)), self.confidence)
         if func == "isfinite":

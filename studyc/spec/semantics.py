@@ -228,6 +228,9 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
                 problem(("baselines", name, key), f"baseline value must be a number, got {value!r}")
         if name in arms:
             problem(("baselines", name), f"'{name}' is both a baseline and an arm", "rename one of them", key=True)
+        elif name in RESERVED:
+            problem(("baselines", name), f"'{name}' cannot name a baseline: {RESERVED[name]}", "rename the baseline",
+                    key=True)
 
     # Reused results name known metrics.
     for family, arm in study.arms.items():

@@ -629,3 +629,12 @@ def test_profiles_override_baselines_and_expectations(write_study):
     out = Judge(study, results).all()
     assert out["hypotheses"]["H"]["status"] == PASS and out["hypotheses"]["H"]["caveat"] is None
     assert out["expectations"][0]["status"] == "hit"
+
+
+@pytest.mark.parametrize("check, status", [
+    # d = a - b: mean 0.002; its t interval is wide around it, so |d| may be near 0 or up to ~0.05
+    ("abs(a.m - b.m) <= 0.1", PASS), ("abs(a.m - b.m) <= 0.001", INCONCLUSIVE), ("abs(a.m - b.m) >= 0.2", FAIL),
+    ("abs(a.m - 1) >= 0.9", PASS), ("abs(0 - a.m) <= 0.1", PASS)])
+def test_abs_follows_the_interval_rule(check, status):
+    arms = {"a": [0.050, 0.060, 0.055], "b": [0.045, 0.065, 0.049]}
+    assert verdict(check, arms).status == status
