@@ -170,10 +170,10 @@ class Judge:
             self._champion = (best[0] if best else None,)
         return self._champion[0]
 
-    def study_metric(self, name: str) -> Estimate:
-        key = ("__study__", name)
+    def study_metric(self, name: str, point: bool = False) -> Estimate:
+        key = ("__study__", name, point)
         if key not in self._cache:
-            self._cache[key] = self.evaluate(self.parse(self.study.metrics[name].expr))
+            self._cache[key] = self.evaluate(self.parse(self.study.metrics[name].expr), point=point)
         return self._cache[key]
 
     def goal(self, node: E.Node) -> str | None:
@@ -193,7 +193,7 @@ class Judge:
                 name, v = ref.parts[0], self.hypotheses[ref.parts[0]]
                 return Verdict(v.status, f"{name} {v.status}", v.p, more_seeds=v.more_seeds, leaning=v.leaning,
                                note=v.note and f"{name}: {v.note}", missing=v.missing)
-            est = self.ref_number(ref, candidate)
+            est = self.ref_number(ref, candidate, point)
             return est.point_only() if point else est
 
         return meaning
@@ -208,13 +208,13 @@ class Judge:
             raise ValueError(f"not a condition: {E.to_source(node)}")
         return verdict
 
-    def ref_number(self, ref: E.Ref, candidate: tuple[str, str] | None) -> Estimate:
+    def ref_number(self, ref: E.Ref, candidate: tuple[str, str] | None, point: bool = False) -> Estimate:
         if len(ref.parts) == 1:
             name = ref.parts[0]
             if candidate is not None and name in self.results.metrics:  # a gate: the candidate's metric
                 arm, stage = candidate
                 return self.arm_estimate(self.results.by_stage.get(stage, {}).get(arm), arm, name)
-            return self.study_metric(name)
+            return self.study_metric(name, point)
         group, metric = ref.parts
         if group in self.study.baselines:
             return self.baseline(group, metric)
@@ -224,7 +224,6 @@ class Judge:
                 return Estimate.absent("champion: no arm has complete results")
             return self.arm_estimate(self.results.arms.get(champion), champion, metric)
         return self.arm_estimate(self.results.arms.get(group), group, metric)
-
 
     # ---------------------------------------------------------------- the study's verdicts
 

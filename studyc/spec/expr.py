@@ -607,7 +607,7 @@ def arith(op: str, a: float, b: float) -> float:
             return a % b
         if op == "**":
             value = a**b
-            return value if isinstance(value, float) else math.nan  # a negative number to a fractional power
+            return math.nan if isinstance(value, complex) else value  # a negative number to a fractional power
     except (ZeroDivisionError, OverflowError, ValueError):
         return math.nan
     raise ValueError(op)

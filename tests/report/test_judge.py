@@ -638,3 +638,15 @@ def test_profiles_override_baselines_and_expectations(write_study):
 def test_abs_follows_the_interval_rule(check, status):
     arms = {"a": [0.050, 0.060, 0.055], "b": [0.045, 0.065, 0.049]}
     assert verdict(check, arms).status == status
+
+
+def test_point_judging_reaches_into_derived_figures():
+    metrics = {"m": {"goal": "min"}, "acc": {"goal": "max"}, "worst": {"expr": "max(a.m, b.m)", "goal": "min"}}
+    arms = {"a": [0.050, 0.055, 0.058], "b": [0.040, 0.050, 0.059]}
+    study = make_study({"H": "worst <= 0.06"}, metrics=metrics)
+    assert Judge(study, make_results(study, arms)).judge_hypotheses()["H"].status == INCONCLUSIVE
+    data = study.model_dump(by_alias=True)
+    data["hypotheses"]["H"]["judge"] = "point"
+    point = Study.model_validate(data)
+    v = Judge(point, make_results(point, arms)).judge_hypotheses()["H"]
+    assert v.status == PASS and v.p is None
