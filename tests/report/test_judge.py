@@ -650,3 +650,15 @@ def test_point_judging_reaches_into_derived_figures():
     point = Study.model_validate(data)
     v = Judge(point, make_results(point, arms)).judge_hypotheses()["H"]
     assert v.status == PASS and v.p is None
+
+
+def test_how_a_check_is_judged_is_part_of_what_is_preregistered():
+    from studyc.compiler.plan import checks_hash
+
+    study = make_study({"H": "a.m <= 0.06"})
+    data = study.model_dump(by_alias=True)
+    data["hypotheses"]["H"]["judge"] = "point"
+    assert checks_hash(Study.model_validate(data)) != checks_hash(study)
+    data = study.model_dump(by_alias=True)
+    data["stats"]["paired"] = True
+    assert checks_hash(Study.model_validate(data)) != checks_hash(study)
