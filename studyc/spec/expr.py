@@ -52,7 +52,7 @@ KEYWORDS = {"and", "or", "not", "true", "false"}
 # MAX_DEPTH (parentheses, calls, unary operators, operator chains), is refused with its
 # column rather than exhausting Python's stack in the parser or the evaluator.
 MAX_LENGTH = 5000
-MAX_DEPTH = 200  # levels of the syntax tree (a 200-term sum)
+MAX_DEPTH = 200  # levels of the syntax tree (a sum of at most 200 terms)
 MAX_NESTING = 50  # parentheses, calls and prefix operators inside each other
 COMPARISONS = ("<=", ">=", "==", "!=", "<", ">")
 
