@@ -92,6 +92,7 @@ def main() -> None:
     studyc run STUDY --profile cpu            run locally, judge, write the report
     studyc status STUDY                       where each run stands
     studyc report STUDY                       re-render the report from the store
+    studyc promote STUDY [--to FILE]          write the champion's config into the study (or FILE)
     studyc schema > studyc.schema.json        the JSON Schema of study files, for editors
     """
 
@@ -587,6 +588,53 @@ def status(file: Path, profile: str | None, as_json: bool, store_dir: Path | Non
         table.add_row(row["id"], row["arm"], row["stage"], str(row["seed"]), row["status"], str(row["attempts"]),
                       row["failure"] or "", row["ended_at"] or "")
     _console().print(table)
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@profile_option
+@click.option("--to", "to", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write into this config file (YAML, or JSON by its .json suffix; created if absent) instead of "
+                   "the study's run.config.")
+@click.option("--arm", default=None, help="Promote this arm instead of the champion (e.g. the one a decision names).")
+@click.option("--dryrun", is_flag=True, help="Print the change as a diff; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was promoted as JSON.")
+@store_option
+def promote(file: Path, profile: str | None, to: Path | None, arm: str | None, dryrun: bool, as_json: bool,
+            store_dir: Path | None) -> None:
+    """Write the champion's config (run.config, its arm, its stage) back into the study
+    as its new run.config values, or into a config file, keeping comments and layout.
+    With report.leaderboard set, the champion's row is marked as promoted."""
+    from studyc.promote import promote as promote_
+
+    home = store_dir or _default_home()
+    if not (home / "store.db").exists():  # no store: nothing to judge, and nothing is created
+        raise RunError(f"no results yet: there is no store at {home}",
+                       f"run the study first (`studyc run {file}`), or point --store (or $STUDYC_HOME) at its store")
+    done = promote_(file, profile, _store(home), to, arm, dryrun)
+    if as_json:
+        click.echo(json.dumps(done.to_dict(), indent=2))
+        return
+    from rich.markup import escape
+
+    console = _console()
+    where = f"{done.target}" + (f" ({done.at})" if done.at else "")
+    console.print(f"{'would promote' if dryrun else 'promoted'} [bold]{escape(done.winner.arm)}[/] "
+                  f"({escape(done.winner.why)}) into {escape(where)}")
+    if not done.changes:
+        console.print("nothing to change: the file already holds these values")
+    for change in done.changes:
+        old = "(new key)" if change["added"] else json.dumps(change["old"])
+        console.print(f"  {escape(change['key'])}: {escape(old)} -> {escape(json.dumps(change['new']))}")
+    if dryrun and done.diff:
+        click.echo(done.diff, nl=False)
+    if done.leaderboard:
+        console.print(f"leaderboard {escape(done.leaderboard['path'])}: the row of {escape(done.winner.arm)} is marked "
+                      "promoted")
+    if done.decision.get("status") == "reached":
+        console.print(f"decision: {escape(done.decision['then'])}")
+    elif done.decision.get("status") == "pending":
+        console.print(f"[yellow]decision: pending[/] ({escape(done.decision['because'])})")
 
 
 if __name__ == "__main__":  # pragma: no cover
