@@ -16,11 +16,26 @@ from studyc.errors import did_you_mean
 Problem = Callable[[tuple, str, "str | None"], None]
 
 
+def _plain_key(key: Any) -> Any:
+    return key[1:] if isinstance(key, str) and key.startswith("+") else key
+
+
 def strip_new(value: Any) -> Any:
-    """The config as runs get it: ``+key`` -> ``key``, at every level."""
+    """The config as runs get it: ``+key`` -> ``key``, at every level (iteratively: a
+    deeply nested config must not exhaust the stack)."""
     if not isinstance(value, dict):
         return value
-    return {(k[1:] if isinstance(k, str) and k.startswith("+") else k): strip_new(v) for k, v in value.items()}
+    root: dict[Any, Any] = {}
+    stack = [(value, root)]
+    while stack:
+        source, target = stack.pop()
+        for key, item in source.items():
+            if isinstance(item, dict):
+                target[_plain_key(key)] = {}
+                stack.append((item, target[_plain_key(key)]))
+            else:
+                target[_plain_key(key)] = item
+    return root
 
 
 def _mapping(node: Any) -> dict[str, Any]:
@@ -40,25 +55,27 @@ def _hint(close: str | None, declared: str) -> str:
 
 
 def check_overlay(base: dict[str, Any], overlay: Any, path: tuple, problem: Problem) -> None:
-    """Every key of ``overlay`` exists in ``base`` (recursively into mappings), or is
-    declared new with '+'."""
-    if not isinstance(overlay, dict):
-        return
-    for key, value in overlay.items():
-        if not isinstance(key, str):
+    """Every key of ``overlay`` exists in ``base`` (into nested mappings), or is declared
+    new with '+'."""
+    stack = [(base, overlay, path)]
+    while stack:
+        base, overlay, path = stack.pop()
+        if not isinstance(overlay, dict):
             continue
-        name, new = (key[1:], True) if key.startswith("+") else (key, False)
-        if new and name in overlay:
-            problem((*path, key), f"'{name}' is set twice, as '{key}' and as '{name}'", "keep one of them")
-        elif new and name in base:
-            problem((*path, key), f"'{key}' declares a new config key, but run.config already has '{name}'",
-                    f"drop the '+': write '{name}'")
-        elif not new and name not in base:
-            close = did_you_mean(name, base)
-            problem((*path, key), f"'{name}' is not a key of run.config",
-                    _hint(close, f"'+{name}: ...'"))
-        elif not new and isinstance(base[name], dict):
-            check_overlay(base[name], value, (*path, key), problem)
+        for key, value in overlay.items():
+            if not isinstance(key, str):
+                continue
+            name, new = (key[1:], True) if key.startswith("+") else (key, False)
+            if new and name in overlay:
+                problem((*path, key), f"'{name}' is set twice, as '{key}' and as '{name}'", "keep one of them")
+            elif new and name in base:
+                problem((*path, key), f"'{key}' declares a new config key, but run.config already has '{name}'",
+                        f"drop the '+': write '{name}'")
+            elif not new and name not in base:
+                problem((*path, key), f"'{name}' is not a key of run.config", _hint(did_you_mean(name, base),
+                                                                                  f"'+{name}: ...'"))
+            elif not new and isinstance(base[name], dict):
+                stack.append((base[name], value, (*path, key)))
 
 
 def check_dotted(base: dict[str, Any], key: Any, path: tuple, problem: Problem) -> None:

@@ -78,3 +78,24 @@ def test_the_trainer_refuses_keys_it_does_not_know(tmp_path, monkeypatch):
     path.write_text(json.dumps({"lr": 0.1, "seed": 3}))
     assert sdk.config({"lr": 0.001}) == {"lr": 0.1, "seed": 3}
     assert sdk.config() == {"lr": 0.1, "seed": 3}  # no defaults: nothing to check against
+
+
+def test_deeply_nested_configs_are_checked_without_recursion():
+    from studyc.spec.configkeys import check_config_keys, strip_new
+
+    def nest(depth, leaf):
+        node = leaf
+        for _ in range(depth):
+            node = {"k": node}
+        return node
+
+    deep = nest(5000, {"+x": 1})
+    stripped = strip_new(deep)
+    node = stripped
+    for _ in range(5000):
+        node = node["k"]
+    assert node == {"x": 1}
+    problems = []
+    check_config_keys({"run": {"config": nest(5000, {"y": 1})}, "arms": {"a": {"config": nest(5000, {"z": 2})}}},
+                      lambda path, message, hint: problems.append(message))
+    assert problems == ["'z' is not a key of run.config"]
