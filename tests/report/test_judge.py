@@ -489,12 +489,18 @@ def test_a_strict_fail_on_a_tie_has_no_p_of_zero():
         assert v.status == FAIL and v.p is None
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.floats(0.0, 1.0), min_size=2, max_size=6), st.floats(0.0, 1.0), st.sampled_from(["<=", "<", ">=", ">"]),
+CHECKS = ["a.m {op} {t}", "max(a.m, b.m) {op} {t}", "min(a.m, b.m) {op} {t}", "a.m {op} {t} and b.m {op} {t}",
+          "a.m {op} {t} or b.m {op} {t}", "not (a.m {op} {t})", "a.m {op} b.m", "noworse(a.m, b.m, margin={t})",
+          "abs(a.m - b.m) {op} {t}"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=2, max_size=6), st.lists(st.floats(0.0, 1.0), min_size=2, max_size=6),
+       st.floats(0.0, 1.0), st.sampled_from(["<=", "<", ">=", ">"]), st.sampled_from(CHECKS),
        st.sampled_from(["t", "bootstrap"]))
-def test_p_values_agree_with_the_verdict(values, threshold, op, method):
-    study = make_study({"H": f"a.m {op} {threshold!r}"}, stats={"method": method, "bootstrap_samples": 400})
-    v = Judge(study, make_results(study, {"a": values})).judge_hypotheses()["H"]
+def test_p_values_agree_with_the_verdict(values, others, threshold, op, check, method):
+    study = make_study({"H": check.format(op=op, t=repr(threshold))}, stats={"method": method, "bootstrap_samples": 400})
+    v = Judge(study, make_results(study, {"a": values, "b": others})).judge_hypotheses()["H"]
     alpha = (1 - study.stats.confidence) / 2
     if v.p is None:
         return
