@@ -1,10 +1,14 @@
 """Results + Study -> Verdicts: every hypothesis, gate, promotion, tier, decision,
 expectation and claim, each with the numbers behind it and a sentence.
 
-A comparison is judged on a confidence interval (LANGUAGE.md, "Meaning of a check"):
-PASS when the whole interval satisfies it, FAIL when the whole interval violates it,
-INCONCLUSIVE when it straddles the threshold (with about how many more seeds would
-settle it), INCOMPLETE when data it needs is missing, failed or NaN: never PASS.
+A comparison is judged on a confidence interval (docs/verdicts.md): PASS when the whole
+interval satisfies it, FAIL when the whole interval violates it, INCONCLUSIVE when it
+straddles the threshold (with about how many more seeds would settle it), INCOMPLETE when
+data it needs is missing, failed or NaN: never PASS.
+
+Checks are evaluated by the language's one evaluator (``expr.evaluate``) in the ``Checks``
+domain: numbers are Estimates, conditions Verdicts; ``Judge.lookup`` says what a name
+means (an arm's estimate, its point when judging on the point, a hypothesis' verdict).
 """
 
 from __future__ import annotations
