@@ -244,10 +244,10 @@ class Judge:
     def scale_caveat(self, node: E.Node, seen: frozenset[str] = frozenset()) -> str | None:
         """Under a profile that changes the config, a check that reads a baseline the
         profile did not restate compares a full-scale number with a smaller run."""
-        profile = self.results.profile
-        overlay = self.study.profiles.get(profile) if profile else None
-        if not overlay or not _changes_config(overlay):
+        overlay = self._scaled_profile()
+        if overlay is None:
             return None
+        profile = self.results.profile
         restated = overlay.get("baselines") if isinstance(overlay.get("baselines"), dict) else {}
         for ref in E.refs(node):
             if len(ref.parts) == 2 and ref.parts[0] in self.study.baselines:
@@ -260,6 +260,11 @@ class Judge:
                 if caveat:
                     return caveat
         return None
+
+    def _scaled_profile(self) -> dict[str, Any] | None:
+        """The overlay of the results' profile, when it changes the config (a smaller run)."""
+        overlay = self.study.profiles.get(self.results.profile) if self.results.profile else None
+        return overlay if overlay and _changes_config(overlay) else None
 
     def judge_hypotheses(self) -> dict[str, Verdict]:
         for name, hyp in self.study.hypotheses.items():
@@ -331,6 +336,8 @@ class Judge:
     def expectations(self) -> list[dict[str, Any]]:
         """Expected ranges against the observed mean: hit, miss (below or above), or pending."""
         rows = []
+        overlay = self._scaled_profile()
+        restated = overlay.get("expect") if overlay and isinstance(overlay.get("expect"), dict) else {}
         for arm, metrics in self.study.expect.items():
             for metric, (lo, hi) in metrics.items():
                 est = self.arm_estimate(self.results.arms.get(arm), arm, metric)
@@ -345,7 +352,9 @@ class Judge:
                 rows.append({"arm": arm, "metric": metric, "low": lo, "high": hi,
                              "observed": None if est.is_missing else est.point,
                              "ci": None if est.is_missing else list(est.interval(self.confidence)),
-                             "n": est.n, "status": status, "missing": list(est.missing)})
+                             "n": est.n, "status": status, "missing": list(est.missing),
+                             "caveat": f"full-scale expectation vs {self.results.profile}-scale run"
+                             if overlay and metric not in (restated.get(arm) or {}) else None})
         return rows
 
     def claims(self) -> dict[str, dict[str, Any]]:

@@ -634,7 +634,25 @@ def test_profiles_override_baselines_and_expectations(write_study):
     results.profile = "cpu"
     out = Judge(study, results).all()
     assert out["hypotheses"]["H"]["status"] == PASS and out["hypotheses"]["H"]["caveat"] is None
-    assert out["expectations"][0]["status"] == "hit"
+    assert out["expectations"][0]["status"] == "hit" and out["expectations"][0]["caveat"] is None
+
+
+def test_a_scaled_profile_marks_full_scale_expectations(write_study):
+    from studyc.spec.loader import load
+
+    path = write_study("""
+        study: s
+        run: {command: x, config: {epochs: 20}}
+        metrics: {m: {goal: min}}
+        arms: {a: {}}
+        expect: {a: {m: [0.05, 0.07]}}
+        profiles: {cpu: {run: {config: {epochs: 2}}}}
+        """)
+    study = load(path, "cpu").study
+    results = make_results(study, {"a": [0.180, 0.181, 0.182]})
+    results.profile = "cpu"
+    row = Judge(study, results).expectations()[0]
+    assert row["status"] == "miss (above)" and row["caveat"] == "full-scale expectation vs cpu-scale run"
 
 
 @pytest.mark.parametrize("check, status", [
