@@ -65,7 +65,7 @@ stages:
   full:
     arms: promoted
     needs: [round_a]
-    config: {{full_eval: true}}
+    config: {{+full_eval: true}}
 hypotheses:
   H1: {{claim: the champion beats the baseline, check: champion.nrmse <= baseline.nrmse}}
   H2: {{claim: width does not matter at lr 1e-4, check: "within({a}.nrmse, {b}.nrmse, rel=0.05)"}}

@@ -131,14 +131,20 @@ def checks_hash(study: Study) -> str:
         "gates": {k: s.gate for k, s in study.stages.items() if s.gate},
         "decision": [r.model_dump(by_alias=True) for r in study.decision],
         "baselines": {k: b.values for k, b in study.baselines.items()},
-        # a fixed design (the default) leaves the hash of studies written before designs existed as it was
-        "stats": study.stats.model_dump(exclude={"design"} if study.stats.design == "fixed" else None),
+        # new options enter only when used, so the hash of a study that does not use them stays as it was
+        "stats": study.stats.model_dump(exclude={k for k, unused in (("design", study.stats.design == "fixed"),
+                                                                     ("paired", not study.stats.paired)) if unused}),
     }
     claim_checks = {k: study.claim(k).check for k in study.claims if study.claim(k).check}
-    if claim_checks:  # only when stated, so older studies keep their hash
+    if claim_checks:
         payload["claim_checks"] = claim_checks
     if study.scenarios:
         payload["scenarios"] = study.scenarios
+    judging = {**{f"hypotheses.{k}": h.judge for k, h in study.hypotheses.items() if h.judge != "interval"},
+               **{f"tiers.{k}": t.judge for k, t in study.tiers.items() if not isinstance(t, str) and t.judge != "interval"},
+               **{f"stages.{k}": s.gate_judge for k, s in study.stages.items() if s.gate_judge != "interval"}}
+    if judging:  # judging on the point instead of the interval changes what is registered
+        payload["judging"] = judging
     return hashlib.sha256(canonical(payload).encode()).hexdigest()[:16]
 
 

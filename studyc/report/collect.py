@@ -129,7 +129,12 @@ class Reducer:
             if how == "best":
                 how = "max" if metric.goal == "max" else "min"
             values[name] = red.get(how, math.nan) if red else math.nan
-        pending = dict(self.derived)
+        return self.derive(values, series)
+
+    def derive(self, values: dict[str, float], series: dict[str, dict[str, float]]) -> dict[str, float]:
+        """``values`` with the per-run derived metrics added (from metrics, or logged series)."""
+        values = dict(values)
+        pending = {n: d for n, d in self.derived.items() if n not in values}
         while pending:  # resolve chains of derived metrics in dependency order
             progressed = False
             for name, (node, needed) in list(pending.items()):
@@ -145,6 +150,15 @@ class Reducer:
         for name in pending:
             values[name] = math.nan
         return values
+
+    def derive_reused(self, given: dict[str, list[float]]) -> dict[str, list[float]]:
+        """Reused results with their per-run derived metrics, seed by seed (a metric given
+        as one number counts for every seed)."""
+        n = max((len(v) for v in given.values()), default=0)
+        rows = [self.derive({k: v[i] if len(v) == n else v[0] if len(v) == 1 else math.nan for k, v in given.items()}, {})
+                for i in range(n)]
+        derived = {k: [row[k] for row in rows] for k in self.derived if k not in given}
+        return {**given, **derived}
 
 
 def reduce_series(store: Store, run_ids: list[str]) -> dict[str, dict[str, dict[str, float]]]:
@@ -221,7 +235,8 @@ def collect(study: Study, store: Store, profile: str | None) -> Results:
     specs = expand_arms(study)
     for spec in specs.values():
         if spec.reuse is not None and spec.reuse.results is not None:
-            reused = {k: (list(v) if isinstance(v, list) else [float(v)]) for k, v in spec.reuse.results.items()}
+            reused = reducer.derive_reused(
+                {k: (list(v) if isinstance(v, list) else [float(v)]) for k, v in spec.reuse.results.items()})
             arms[spec.name] = ArmResult(spec.name, None, "reuse", reused=reused, reuse_source=spec.reuse.source)
     for spec in specs.values():
         if spec.same_as is not None and spec.same_as in arms:

@@ -30,7 +30,7 @@ class Built:
 def build_report(study: Study, store: Store, profile: str | None, out: Path, plan: dict[str, Any]) -> Built:
     """``plan``: spec_hash, checks_hash and totals (the estimates) of the compiled plan."""
     results = collect(study, store, profile)
-    if not results.all_runs():
+    if not results.all_runs() and not any(arm.source == "reuse" for arm in results.arms.values()):
         others = [r["profile"] or "(no profile)" for r in store.db.execute(
             "SELECT DISTINCT profile FROM study_runs WHERE study = ?", (study.study,))]
         hint = (f"it has runs under --profile {', '.join(others)}" if others

@@ -173,7 +173,7 @@ def _hypothesis_rows(verdicts: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({**h, "name": name, "observed_text": obs.get("observed_text", "—"),
                      "needs_text": obs.get("threshold_text", "—"), "n_text": "" if obs.get("n") is None else str(obs["n"]),
                      "n_one": obs.get("n") == 1,
-                     "holm_text": "" if h.get("holm_p") is None else f"{h['holm_p']:.3g}"})
+                     "holm_text": "—" if h.get("holm_p") is None else f"{h['holm_p']:.3g}"})
     return rows
 
 

@@ -24,12 +24,35 @@ _sink: Any = None  # (run directory, open metrics file): reopened if the directo
 _wandb_run: Any = None  # opened on the first log() when studyc passed tracking settings
 
 
+class UnknownConfigKey(KeyError):
+    """The study set a config key the trainer does not know (a typo would otherwise train
+    the default silently)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def config(defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The run's resolved config laid over ``defaults`` (defaults alone outside studyc)."""
+    """The run's resolved config laid over ``defaults`` (defaults alone outside studyc).
+
+    With ``defaults``, every key the study sets must be one of them (``seed`` aside):
+    an unknown key raises UnknownConfigKey, so the run fails saying which key and why."""
     merged = dict(defaults or {})
     path = os.environ.get("STUDYC_CONFIG")
     if path:
-        merged.update(json.loads(Path(path).read_text()))
+        given = json.loads(Path(path).read_text())
+        if defaults is not None:
+            unknown = sorted(set(given) - set(defaults) - {"seed"})
+            if unknown:
+                import difflib
+
+                hints = [f"'{k}'" + (f" (did you mean '{close[0]}'?)" if (close := difflib.get_close_matches(k, defaults, 1))
+                                     else "") for k in unknown]
+                raise UnknownConfigKey(
+                    f"studyc.config: the study sets {', '.join(hints)}, which this trainer does not know "
+                    f"(it knows: {', '.join(sorted(defaults))}); fix the key in the study, or add it to the "
+                    "trainer's defaults")
+        merged.update(given)
     return merged
 
 

@@ -27,10 +27,13 @@ class Source:
         self.file = file
         self.lines = lines
         self.tree = tree
+        self.base = self  # the file as written, before a profile's overlay
 
     def with_tree(self, tree: Any) -> "Source":
         """The same file's lines with another tree over them (a profile's overlay)."""
-        return Source(self.file, self.lines, tree)
+        out = Source(self.file, self.lines, tree)
+        out.base = self.base
+        return out
 
     def _line_text(self, line: int) -> str | None:
         return self.lines[line - 1] if 0 < line <= len(self.lines) else None

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
+from studyc.spec.configkeys import strip_new
+
 FAILURE_CLASSES = ("oom", "diverged", "timeout", "preempted", "crashed")
 FailureClass = Literal["oom", "diverged", "timeout", "preempted", "crashed"]
 
@@ -56,6 +58,13 @@ Hours = Annotated[
                               {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*[dhms]\s*)+$"}],
                     "description": "hours, or a duration such as '3h', '90m', '1h30m', '45s', '2d'"}),
 ]
+
+
+# A config overlay: a key the study adds is written '+key' (studyc/spec/configkeys.py); runs get 'key'.
+ConfigMap = Annotated[dict[str, Any], BeforeValidator(strip_new)]
+
+# How a check is judged (docs/verdicts.md): on the confidence interval, or on the point estimate.
+Judging = Literal["interval", "point"]
 
 
 class Strict(BaseModel):
@@ -110,7 +119,7 @@ class RunSpec(Strict):
     """The training plan every arm starts from."""
 
     command: str = Field(description="shell command; {config.key} and {seed} are filled in, shell-quoted")
-    config: dict[str, Any] = Field(default_factory=dict, description="the config every arm starts from; each run "
+    config: ConfigMap = Field(default_factory=dict, description="the config every arm starts from; each run "
                                    "receives its resolved copy as JSON in $STUDYC_CONFIG")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="one run per seed and arm")
     resources: Resources = Field(default_factory=Resources,
@@ -179,12 +188,15 @@ class Reuse(Strict):
 class Arm(Strict):
     """One configuration under test: an overlay on run.config, or a sweep that expands into arms."""
 
-    config: dict[str, Any] = Field(default_factory=dict, description="overlay on run.config (dotted keys allowed in sweeps)")
+    config: ConfigMap = Field(default_factory=dict, description="overlay on run.config (dotted keys allowed in sweeps); "
+                              "every key must be in run.config, unless declared new with a leading '+' ({+dropout: 0.1})")
     resources: Resources | None = Field(None, description="overrides run.resources for this arm")
     seeds: list[int] | None = Field(None, min_length=1, description="overrides run.seeds for this arm")
     command: str | None = Field(None, description="overrides run.command for this arm")
-    grid: dict[str, list[Any]] | None = Field(None, description="sweep: every combination of these config values")
-    zip_: dict[str, list[Any]] | None = Field(None, alias="zip", description="sweep: the i-th values of each list together")
+    grid: Annotated[dict[str, list[Any]], BeforeValidator(strip_new)] | None = Field(
+        None, description="sweep: every combination of these config values ('+key' for a key not in run.config)")
+    zip_: Annotated[dict[str, list[Any]], BeforeValidator(strip_new)] | None = Field(
+        None, alias="zip", description="sweep: the i-th values of each list together ('+key' for a key not in run.config)")
     name: str | list[Ident] | None = Field(
         None, description="sweep arm names: a template such as 'lr{lr}_w{warmup}' ({arm} is this key), or one name "
         "per sweep point, in order")
@@ -212,11 +224,14 @@ class Stage(Strict):
         "all", description="arms (or sweep families) this stage runs; 'promoted' takes what the needed stages promote")
     needs: list[str] = Field(default_factory=list, description="stages that must end before this one starts (and "
                              "whose promoted arms it takes); stages that do not need each other run side by side")
-    config: dict[str, Any] = Field(default_factory=dict, description="overlay on each arm's config in this stage")
+    config: ConfigMap = Field(default_factory=dict, description="overlay on each arm's config in this stage ('+key' for "
+                              "a key not in run.config)")
     resources: Resources | None = Field(None, description="overrides the arms' resources in this stage")
     seeds: list[int] | None = Field(None, min_length=1, description="overrides the arms' seeds in this stage")
     gate: Expr | None = Field(None, description="condition a candidate must pass to be promoted: bare metric names are "
                               "the candidate's, arm.metric and baseline.metric others'")
+    gate_judge: Judging = Field("interval", description="'interval': the gate is judged on confidence intervals; "
+                                "'point': on point estimates (a screening round with one seed per config)")
     promote: Promote | Literal["all"] | None = Field(
         None, description="{top: k, by: metric}: the best k that pass the gate; 'all': every arm, forced")
     smoke: bool = Field(False, description="a smoke test: runs before every other stage (they all need it), and any "
@@ -231,11 +246,15 @@ class Stage(Strict):
 class Hypothesis(Strict):
     claim: str = Field(description="the hypothesis in words")
     check: Expr = Field(description="the condition that decides it, e.g. pure_128.nrmse <= 1.05 * u_shaped_128.nrmse")
+    judge: Judging = Field("interval", description="'interval': judged on confidence intervals over seeds; 'point': "
+                           "on point estimates, with no p-value (screening)")
     description: str | None = Field(None, description="background for the hypothesis (documentation)")
 
 
 class Tier(Strict):
     check: Expr = Field(description="condition for the tier, usually over champion.<metric>")
+    judge: Judging = Field("interval", description="'interval': judged on confidence intervals over seeds; 'point': "
+                           "on point estimates, with no p-value (screening)")
     description: str | None = Field(None, description="what reaching this tier means (documentation)")
 
 
@@ -320,6 +339,8 @@ class Stats(Strict):
         "fixed", description="fixed: judged once on the planned seeds; confidence_sequence: anytime-valid t confidence "
         "sequences (Lai 1976), so verdicts stay valid when seeds are added until they settle "
         "(`studyc run --until-settled`; docs/sequential.md)")
+    paired: bool = Field(False, description="compare arms run on the same seeds seed by seed: paired t interval, or a "
+                         "bootstrap resampling the seeds together (arms with other seeds stay independent)")
 
 
 class Wandb(Strict):

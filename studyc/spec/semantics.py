@@ -8,6 +8,7 @@ import re
 from studyc.errors import StudyError, did_you_mean
 from studyc.spec import expr as E
 from studyc.spec.arms import ArmSpec, expand_arms, render_name, sweep_points, template_fields
+from studyc.spec.configkeys import check_config_keys
 from studyc.spec.loader import Source
 from studyc.spec.model import Study
 
@@ -94,6 +95,29 @@ class Names:
         return resolve
 
 
+# Names an arm cannot take, because checks give them another meaning.
+RESERVED = {"champion": "in checks it means the best arm by the primary metric",
+            **{f: f"'{f}' is a function of the expression language" for f in E.FUNCTIONS},
+            **{k: f"'{k}' is a word of the expression language" for k in E.KEYWORDS}}
+
+
+def check_functions(node: E.Node, study: Study, per_run: bool) -> None:
+    """Functions whose meaning needs the study: noworse() judges by a metric's goal, with
+    a constant margin >= 0, and only in checks (it has no meaning for one run's numbers)."""
+    for call in (n for n in E.walk(node) if isinstance(n, E.Call) and n.func in E.CHECK_ONLY):
+        if per_run:
+            raise E.ExprError(f"{call.func}() judges arms against each other; it is for checks, not here", call.col)
+        goals = [study.metrics[a.parts[-1]].goal for a in call.args
+                 if isinstance(a, E.Ref) and a.parts[-1] in study.metrics and study.metrics[a.parts[-1]].goal]
+        if not goals:
+            raise E.ExprError(f"{call.func}() needs a metric with a goal, to know which way is worse", call.col,
+                              "compare arm.metric values whose metric sets `goal: min` or `goal: max`")
+        for key, value in call.kwargs:
+            if not (isinstance(value, E.Num) and value.value >= 0):
+                raise E.ExprError(f"{call.func}({key}=...) must be a number >= 0 (a fraction of the second value)",
+                                  call.col, f"e.g. {key}=0.05 for 5%")
+
+
 def _bare(allowed: set[str] | None, what: str) -> E.Resolver:
     """Per-run expressions: bare names only (``allowed`` None: any series name)."""
 
@@ -114,11 +138,12 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
         errors.append(source.error(path, message, hint, key=key))
 
     def expression(path: tuple, text: str, resolve: E.Resolver, want: E.Type | None, what: str,
-                   judged: bool = False) -> E.Node | None:
+                   judged: bool = False, per_run: bool = False) -> E.Node | None:
         """``judged``: judged over the study's results, where failed(arm or stage) may appear."""
         try:
             node = E.parse(text)
             E.check(node, resolve, want)
+            check_functions(node, study, per_run)
             for func, ref in E.named(node):
                 if not judged:
                     raise E.ExprError(f"{func}() reads the study's runs, not one run's values", ref.col,
@@ -130,6 +155,10 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
         except E.ExprError as err:
             errors.append(source.expr_error(path, err, what))
             return None
+
+    # Config keys, on the file as written (before a profile's overlay, with the '+' of new keys).
+    check_config_keys(source.base.tree, lambda path, message, hint: errors.append(
+        source.base.error(path, message, hint, key=True)))
 
     # Sweeps first: everything else refers to the expanded arm names.
     for family, arm in study.arms.items():
@@ -181,6 +210,10 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
     arms = expand_arms(study, problem)
     names = Names(study, arms)
     runnable = set(arms) | set(study.arms) | set(study.stages)  # what failed() may name
+    for arm in arms.values():
+        if arm.name in RESERVED:
+            problem(("arms", arm.family) if arm.name == arm.family else ("arms", arm.family, "name"),
+                    f"'{arm.name}' cannot name an arm: {RESERVED[arm.name]}", "rename the arm", key=arm.name == arm.family)
 
     # Metrics.
     if study.primary is not None and study.primary not in study.metrics:
@@ -191,7 +224,8 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
         if name in names.study_metrics:
             expression(("metrics", name, "expr"), metric.expr, names.check_context(False), E.Type.NUM, f"metric '{name}'")
         else:
-            node = expression(("metrics", name, "expr"), metric.expr, _bare(None, "metric"), E.Type.NUM, f"metric '{name}'")
+            node = expression(("metrics", name, "expr"), metric.expr, _bare(None, "metric"), E.Type.NUM, f"metric '{name}'",
+                              per_run=True)
             if node is not None and name in {r.parts[0] for r in E.refs(node)}:
                 problem(("metrics", name, "expr"), f"metric '{name}' is defined in terms of itself")
     for name, baseline in study.baselines.items():
@@ -203,6 +237,9 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
                 problem(("baselines", name, key), f"baseline value must be a number, got {value!r}")
         if name in arms:
             problem(("baselines", name), f"'{name}' is both a baseline and an arm", "rename one of them", key=True)
+        elif name in RESERVED:
+            problem(("baselines", name), f"'{name}' cannot name a baseline: {RESERVED[name]}", "rename the baseline",
+                    key=True)
 
     # Reused results name known metrics.
     for family, arm in study.arms.items():
@@ -360,9 +397,10 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
             if key.split(".")[0] not in config_keys:
                 problem(("on_failure", cls, "config", key), f"'{key}' is not a config key", did_you_mean(key, config_keys), key=True)
             elif isinstance(edit, str):
-                expression(("on_failure", cls, "config", key), edit, _bare(config_keys, "config key"), None, f"edit of '{key}'")
+                expression(("on_failure", cls, "config", key), edit, _bare(config_keys, "config key"), None, f"edit of '{key}'",
+                           per_run=True)
     for cls, rule in study.stop.items():
-        expression(("stop", cls), rule, _bare(None, "metric"), E.Type.BOOL, f"stop rule '{cls}'")
+        expression(("stop", cls), rule, _bare(None, "metric"), E.Type.BOOL, f"stop rule '{cls}'", per_run=True)
 
     for name, price in study.prices.items():
         if price < 0:

@@ -224,7 +224,7 @@ def test_promoted_stages_get_their_tasks_when_gates_are_judged(tmp_path, write_s
         arms: {a: {}, b: {}, c: {}}
         stages:
           screen: {arms: all, promote: {top: 1}}
-          full: {arms: promoted, needs: [screen], config: {epochs: 50}, resources: {hours: 4}}
+          full: {arms: promoted, needs: [screen], config: {+epochs: 50}, resources: {hours: 4}}
         """)
     result = CliRunner().invoke(main, ["compile", str(path), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output

@@ -56,7 +56,8 @@ def test_seed_002_tournament_prices_and_playbook(monkeypatch):
         == [None, 1, 1, "all", None]
     assert study.stages["full_eval"].needs == ["round_a", "round_b", "aggressive"]
     gate = study.stages["round_a"].gate
-    assert "- 0.01" in gate and "1.25 * baseline.ece" in gate and study.stages["aggressive"].gate == gate
+    assert "- 0.01" in gate and "noworse(ece, baseline.ece, margin=0.25)" in gate and study.stages["aggressive"].gate == gate
+    assert all(study.stages[s].gate_judge == "point" for s in ("round_a", "round_b", "aggressive"))
     assert [t.split(" and ")[0] for t in study.tier_checks().values()] == [
         "champion.nrmse <= 0.07", "champion.nrmse <= 0.05", "champion.nrmse < 0.035"]
     assert study.on_failure["oom"].config == {"batch_size": "batch_size // 2", "accum_steps": "accum_steps * 2"}
