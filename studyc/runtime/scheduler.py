@@ -19,10 +19,10 @@ from typing import Any, Callable, Iterator
 
 from studyc.compiler.plan import RunPlan, render_command
 from studyc.errors import RunError
-from studyc.runtime import procs, wandb_log
+from studyc.runtime import metrics_file, procs, wandb_log
 from studyc.runtime.executor import LOG_FILE, Executor, Job, JobState, tail
 from studyc.runtime.failures import StopRules, apply_edits, classify
-from studyc.runtime.sdk import METRICS_FILE, read_metrics
+from studyc.runtime.sdk import METRICS_FILE
 from studyc.runtime.store import Store
 from studyc.spec.model import Study
 
@@ -60,6 +60,7 @@ class _Active:
     kill_at: float | None = None  # when to SIGKILL a run that ignores SIGTERM
     latest: dict[str, float] = field(default_factory=dict)
     waiting_since: float | None = None  # a cloud job without its machine yet: its clock stands still
+    bad_metrics: str | None = None  # why a metrics line was refused, seen live
 
 
 @dataclass
@@ -459,9 +460,14 @@ class Scheduler:
         a.offset += end + 1
         fresh: dict[str, float] = {}
         for line in chunk[: end + 1].splitlines():
+            if not line.strip() or a.bad_metrics:
+                continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
+                record = metrics_file.parse_line(line, 0)
+            except metrics_file.BadLine as bad:  # the line number comes from the whole file, at the end
+                a.bad_metrics = bad.why
+                if a.killed_by is None:
+                    self._stop(a, "bad_metrics")
                 continue
             values = {k: v for k, v in record.items() if k not in ("t",) and isinstance(v, (int, float))}
             fresh.update(values)
@@ -482,9 +488,14 @@ class Scheduler:
     def _finish(self, a: _Active, state: JobState, todo: deque[_Queued]) -> None:
         run, exit_code = a.run, state.exit_code
         run_dir = self.store.run_dir(run.id)
-        series = read_metrics(run_dir / METRICS_FILE)
+        metrics = metrics_file.read(run_dir / METRICS_FILE)
+        series = metrics.records
         log_tail = tail(run_dir / LOG_FILE, 50)
-        failure = a.killed_by or state.failure or classify(exit_code, log_tail, series, None)
+        if metrics.bad is not None:  # the run's own output is unusable: its class, whatever else happened
+            log_tail = f"{log_tail}\nstudyc: {metrics.bad}".lstrip("\n")
+            failure = "bad_metrics"
+        else:
+            failure = a.killed_by or state.failure or classify(exit_code, log_tail, series, None)
         hours = (time.monotonic() - a.started) / 3600
         hourly = run.est_usd / run.est_hours if run.est_hours else 0.0
         usd = hours * hourly

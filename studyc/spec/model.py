@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
-FAILURE_CLASSES = ("oom", "diverged", "timeout", "preempted", "crashed")
-FailureClass = Literal["oom", "diverged", "timeout", "preempted", "crashed"]
+FAILURE_CLASSES = ("oom", "diverged", "timeout", "preempted", "crashed", "bad_metrics")
+FailureClass = Literal["oom", "diverged", "timeout", "preempted", "crashed", "bad_metrics"]
 
 # Names that become paths, ids or expression references.
 StudyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=100)]
