@@ -140,12 +140,16 @@ def schema() -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @profile_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(file: Path, profile: str | None, as_json: bool) -> None:
+@click.option("--explain", is_flag=True, help="List the files whose content is the runs' code (it is in their ids).")
+def plan(file: Path, profile: str | None, as_json: bool, explain: bool) -> None:
     """Show every run with its estimates, the schedule (which runs share the machine
     when), the totals and the budget check. Runs nothing."""
     from studyc.compiler.plan import compile_plan
 
     result = compile_plan(_load(str(file), profile))
+    if explain:
+        _explain_code(result.workdir)
+        return
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -179,6 +183,21 @@ def compile_(file: Path, profile: str | None, out: Path, allow_over_budget: bool
     if not result.budget["ok"]:
         click.echo("over budget (allowed by --allow-over-budget): " + "; ".join(result.budget["violations"]))
     click.echo(f"launch one: cd {out} && sky jobs launch {TASKS_DIR}/<run id>.sky.yaml")
+
+
+def _explain_code(workdir: str) -> None:
+    from studyc.compiler.code import IGNORE_FILE, code_files
+
+    code = code_files(workdir)
+    how = ("git: the files it tracks, and untracked source files it does not ignore" if code.source == "git"
+           else "not a git repository: the source files (by extension) not named in .gitignore or " + IGNORE_FILE)
+    click.echo(f"{code.describe()}\nrun ids cover these files ({how}):")
+    for name in code.files:
+        click.echo(f"  {name}")
+    if code.skipped:
+        click.echo(f"not counted (edit {IGNORE_FILE} to change):")
+        for name, why in sorted(code.skipped.items()):
+            click.echo(f"  {name}  ({why})")
 
 
 def _money(value: float) -> str:
@@ -235,6 +254,7 @@ class _Progress:
         from studyc.runtime.progress import Tracker
 
         self.tracker = Tracker(plan.runs, parallel or plan.parallel)
+        self.code = plan.code_version  # in every run id: a reused run ran this very code
         self.console = _console()
         self.live = None
         if live:
@@ -298,7 +318,8 @@ class _Progress:
         who = f"{run.arm} seed {run.seed}" + (f" [{run.stage}]" if len(self.tracker.stage_order) > 1 else "")
         took = duration_text(view.elapsed(self.tracker.clock()) or 0)
         if kind == "cached":
-            line = f"reuse  {who} ({run.id}): {event.message or 'finished earlier'}"
+            line = (f"reuse  {who} ({run.id}): {event.message or 'finished earlier'}, same code "
+                    f"({self.code or 'unknown'})")
         elif kind == "start":
             line = f"start  {who} ({run.id}), attempt {event.attempt}" + (f", {event.message}" if event.message else "")
         elif kind == "retry":
@@ -366,7 +387,8 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
     orchestrate.check_budget(preview, allow_over_budget)
     live = sys.stdout.isatty()
     click.echo(f"{loaded.study.study}{' (' + profile + ')' if profile else ''}: {len(preview.runs)} runs, "
-               f"estimated {_money(preview.totals['usd'])}, {preview.totals['wall_hours'] * 60:.1f} min wall-clock")
+               f"estimated {_money(preview.totals['usd'])}, {preview.totals['wall_hours'] * 60:.1f} min wall-clock, "
+               f"code {preview.code_version} (`studyc plan --explain` lists its files)")
     if not cloud:  # on the cloud, runs log to W&B with the key passed as a secret
         _note_tracking(loaded.study)
     with _Progress(preview, live, parallel) as progress:

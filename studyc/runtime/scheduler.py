@@ -217,7 +217,8 @@ class Scheduler:
         for run in runs:
             record = records.get(run.id)
             if record is not None and record.status == "done" and run.arm not in self.rerun:
-                self.on_event(Event("cached", run, status="done"))
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.ended_at)) if record.ended_at else "earlier"
+                self.on_event(Event("cached", run, status="done", message=f"finished {when}"))
             elif run.id in queued:
                 twins.append(run)
             else:
