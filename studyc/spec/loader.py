@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from studyc.errors import StudyError, StudyErrors, did_you_mean
 from studyc.spec.expr import ExprError
+from studyc.spec.limits import limit, raise_hint
 from studyc.spec.model import Study
 from studyc.spec.yamlpos import PMap, PSeq, StructureError, parse
 
@@ -277,13 +278,26 @@ class LoadedStudy:
 def read_source(path: str | Path, text: str | None = None) -> Source:
     """Read and parse a study file (YAML only: no validation yet)."""
     file = str(path)
+    most = limit("STUDYC_MAX_STUDY_BYTES")
     if text is None:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            with open(path, "rb") as fh:
+                data = fh.read(most + 1)
         except FileNotFoundError:
             raise StudyErrors([StudyError("file not found", file, hint="check the path")]) from None
-        except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
-            raise StudyErrors([StudyError(f"cannot read the file: {exc}", file)]) from None
+        except OSError as exc:
+            raise StudyErrors([StudyError(f"cannot read the file: {exc.strerror or exc}", file)]) from None
+        if len(data) <= most:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                line = data[:exc.start].count(b"\n") + 1
+                col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+                raise StudyErrors([StudyError(f"not UTF-8 text: byte 0x{data[exc.start]:02x}", file, line, col,
+                                              "save the file as UTF-8")]) from None
+    if text is None or len(text) > most:
+        raise StudyErrors([StudyError(f"the file is larger than {most} bytes", file, 1, 1,
+                                      "a study is a page or two of YAML; " + raise_hint("STUDYC_MAX_STUDY_BYTES"))])
     return parse_yaml(text, file)
 
 
@@ -307,12 +321,33 @@ def validate_source(source: Source, path: Path, profile: str | None) -> LoadedSt
         study = Study.model_validate(_plain(source.tree))
     except ValidationError as exc:
         raise StudyErrors(pydantic_errors(source, exc, Study)) from None
+    too_many = _too_many_arms(study, source)
+    if too_many:
+        raise StudyErrors(too_many)
     from studyc.spec.semantics import check_study
 
     errors = check_study(study, source)
     if errors:
         raise StudyErrors(errors)
     return LoadedStudy(study, source, path, profile)
+
+
+def _too_many_arms(study: Study, source: Source) -> list[StudyError]:
+    """Sweeps are counted before they are expanded: a 10^6-point grid is refused at once."""
+    most, total = limit("STUDYC_MAX_ARMS"), 0
+    for family, arm in study.arms.items():
+        points = 1
+        for values in (arm.grid or {}).values():
+            points *= max(len(values), 1)
+        if arm.zip_:
+            points *= max((len(v) for v in arm.zip_.values()), default=1)
+        total += points
+        if total > most:
+            where = ("arms", family, "grid" if arm.grid else "zip") if arm.grid or arm.zip_ else ("arms", family)
+            return [source.error(where, f"the arms expand to more than {most} arms ({family}: {points} sweep points)",
+                                 "sweep fewer values, or screen in stages; " + raise_hint("STUDYC_MAX_ARMS"),
+                                 key=True)]
+    return []
 
 
 def load(path: str | Path, profile: str | None = None, text: str | None = None) -> LoadedStudy:
