@@ -39,6 +39,9 @@ def _lookup(name: str, arm: str, config: dict[str, Any]) -> ExprError | None:
             return ExprError(f"unknown placeholder '{{{name}}}': {where} has no key '{part}' (arm '{arm}')", 0,
                              close if close and close.startswith("did") else "add the key to run.config")
         value = value[part]
+    if "\0" in str(value):
+        return ExprError(f"placeholder '{{{name}}}' is filled with text holding a NUL character (arm '{arm}')", 0,
+                         "a command line cannot contain NUL (\\0): remove it from the config value")
     return None
 
 
