@@ -21,7 +21,8 @@ from studyc.errors import RunError, StudyError, StudyErrors
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    # No emoji codes: "study.yaml:100:3" must not print as a 💯.
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _show_errors(errors: list[StudyError]) -> None:
@@ -67,15 +68,19 @@ class _Group(click.Group):
             _console(stderr=True).print("[yellow]interrupted[/]")
             sys.exit(130)
         except Exception:  # an internal error: keep the traceback, show a short note
-            crash = Path(".studyc") / "crash.log"
+            from studyc.runtime.store import default_home
+
+            crash = default_home() / "crash.log"
             try:
                 crash.parent.mkdir(parents=True, exist_ok=True)
                 crash.write_text(traceback.format_exc())
                 where = f"the traceback is in {crash}"
             except OSError:
                 where = traceback.format_exc()
+            from rich.markup import escape
+
             _console(stderr=True).print(f"[bold red]internal error in studyc[/] (a bug, not your study): "
-                                        f"{sys.exc_info()[1]!r}; {where}")
+                                        f"{escape(repr(sys.exc_info()[1]))}; {escape(where)}")
             sys.exit(2)
 
 

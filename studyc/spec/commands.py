@@ -80,6 +80,9 @@ def _arm_configs(study: Study, arms: list[ArmSpec]) -> list[tuple[str, dict[str,
 
 def check_run_inputs(study: Study, arms: dict[str, ArmSpec], source: Any) -> list[StudyError]:
     errors: list[StudyError] = []
+    if study.study.strip(".") == "" or study.study.startswith("."):  # it names directories: reports/<study>/
+        errors.append(source.error(("study",), f"'{study.study}' cannot be a study name: it names directories",
+                                   "start the name with a letter or digit, e.g. `study: burgers_ablation`"))
     running = [a for a in arms.values() if a.runs]
     plain = [a for a in running if a.command is None]
     if plain:

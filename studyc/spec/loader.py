@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,18 @@ def parse_yaml(text: str, file: str) -> Source:
         problem = exc.problem or exc.context or "invalid YAML"
         raise StudyErrors([StudyError(f"YAML syntax error: {problem}", file, line, col, _syntax_hint(problem),
                                       _nth_line(text, line))]) from None
-    except (yaml.YAMLError, RecursionError) as exc:  # e.g. a character YAML does not allow
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: at its line and column
+        bad = _NOT_YAML.search(text)  # libyaml counts bytes, not characters: find it again
+        line, col = _line_col(text, bad.start() if bad else exc.position)
+        what = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise StudyErrors([StudyError(f"character {what} is not allowed in YAML ({exc.reason})", file, line, col,
+                                      "remove it, or write it as an escape in a double-quoted string, e.g. \"\\t\"",
+                                      _nth_line(text, line))]) from None
+    except UnicodeEncodeError as exc:  # a lone surrogate in text handed over as a str
+        line, col = _line_col(text, exc.start)
+        raise StudyErrors([StudyError("a lone surrogate character is not text", file, line, col, "remove it",
+                                      _nth_line(text, line))]) from None
+    except (yaml.YAMLError, RecursionError) as exc:
         raise StudyErrors([StudyError(f"YAML syntax error: {exc}", file, hint="check the file's characters and nesting")]) from None
     if tree is None:
         raise StudyErrors([StudyError("the file is empty", file, 1, 1, "a study starts with `study: <name>`")])
@@ -95,6 +107,15 @@ def parse_yaml(text: str, file: str) -> Source:
         raise StudyErrors([StudyError("a study must be a mapping of keys (study:, run:, arms:, ...)", file, 1, 1,
                                       "start with `study: <name>`", _nth_line(text, 1))])
     return Source(file, text.splitlines(), tree)
+
+
+_NOT_YAML = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of the character at ``index``."""
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
 def _nth_line(text: str, n: int) -> str | None:
@@ -128,8 +149,18 @@ def overlay(base: Any, top: Any) -> Any:
 
 
 def _locate_pydantic(source: Source, loc: tuple) -> tuple:
-    """pydantic's loc uses field aliases already; drop union tags it adds."""
-    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "bool", "list", "dict"))))
+    """pydantic's loc uses field aliases already; drop the union tags it adds (a key of
+    the file that looks like one, e.g. 'x[1]', stays)."""
+    node, path = source.tree, []
+    for part in loc:
+        if isinstance(node, (PMap, PSeq)) and (part in node if isinstance(node, PMap) else
+                                               isinstance(part, int) and 0 <= part < len(node)):
+            path.append(part)
+            node = node[part]
+        elif not (isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "list", "dict"))):
+            path.append(part)
+            node = None
+    return tuple(path)
 
 
 _TYPE_MESSAGES = {
