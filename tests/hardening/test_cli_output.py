@@ -14,10 +14,10 @@ BASE = (Path(__file__).parents[1] / "spec" / "broken" / "accelerator_format.yaml
 
 def test_a_position_on_line_100_prints_as_written(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text("\n" * 99 + "study: x\nrun: [:smile: [bold]x[/bold]\n")
+    path.write_text("\n" * 98 + "study: x\nrun: [:smile: [bold]x[/bold]\n")
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 1
-    assert f"{path}:101:" in result.output and "💯" not in result.output
+    assert f"{path}:100:" in result.output and "💯" not in result.output
 
 
 def test_markup_in_a_message_is_printed_literally(tmp_path):
