@@ -21,7 +21,7 @@ from studyc.compiler.plan import RunPlan, render_command
 from studyc.errors import RunError
 from studyc.runtime import metrics_file, procs, wandb_log
 from studyc.runtime.executor import LOG_FILE, Executor, Job, JobState, tail
-from studyc.runtime.failures import StopRules, apply_edits, classify
+from studyc.runtime.failures import EditError, StopRules, apply_edits, classify
 from studyc.runtime.sdk import METRICS_FILE
 from studyc.runtime.store import Store
 from studyc.spec.model import Study
@@ -503,7 +503,11 @@ class Scheduler:
         gpu_hours = hours * _gpu_count(run.resources)
         self.spend.usd += usd
         self.spend.gpu_hours += gpu_hours
-        retry = self._recovery(run, failure, a.config) if failure else None
+        try:
+            retry = self._recovery(run, failure, a.config) if failure else None
+        except EditError as exc:  # the playbook cannot make a usable config: the failure stands
+            retry = None
+            log_tail = f"{log_tail}\nstudyc: not retried: {exc}".lstrip("\n")
         status = "done" if failure is None else "failed"
         self.store.finish(run.id, status, exit_code, failure, log_tail if failure else None, series, usd, gpu_hours,
                           final=retry is None)
