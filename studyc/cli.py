@@ -67,6 +67,10 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             _console(stderr=True).print("[yellow]interrupted[/]")
             sys.exit(130)
+        except OSError as exc:  # a disk or permission fault the checks up front could not foresee
+            from studyc.runtime.preflight import os_error
+
+            _fail_run_error(os_error(exc, "write or read"))
         except Exception:  # an internal error: keep the traceback, show a short note
             from studyc.runtime.store import default_home
 
@@ -178,6 +182,9 @@ def compile_(file: Path, profile: str | None, out: Path, allow_over_budget: bool
     loaded = _load(str(file), profile)
     result = compile_plan(loaded)
     check_budget(result, allow_over_budget)
+    from studyc.runtime.preflight import writable_dir
+
+    writable_dir(out, "write the compiled tasks in")
     started = time.monotonic()
     compiled = write_compiled(loaded, result, out)
     pending = (f"; task files for {compiled.pending} promoted run{'s' if compiled.pending != 1 else ''} come once "
@@ -390,6 +397,9 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
         return
     store = _store(store_dir)
     orchestrate.check_budget(preview, allow_over_budget)
+    from studyc.runtime.preflight import check_run_outputs
+
+    check_run_outputs(out or orchestrate.default_out(loaded), store.home / "runs", loaded.study.report.leaderboard)
     live = sys.stdout.isatty()
     click.echo(f"{loaded.study.study}{' (' + profile + ')' if profile else ''}: {len(preview.runs)} runs, "
                f"estimated {_money(preview.totals['usd'])}, {preview.totals['wall_hours'] * 60:.1f} min wall-clock, "
@@ -557,6 +567,9 @@ def report(file: Path, profile: str | None, out: Path | None, fail_on: str | Non
     from studyc import orchestrate
 
     loaded = _load(str(file), profile)
+    from studyc.runtime.preflight import check_report_dir
+
+    check_report_dir(out or orchestrate.default_out(loaded))
     result = orchestrate.report(loaded, _store(store_dir), out)
     _print_verdicts(result)
     _exit_for_verdicts(result.verdicts, fail_on)
