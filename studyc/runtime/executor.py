@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from studyc.runtime import procs
+
 LOG_FILE = "log.txt"
 
 
@@ -59,6 +61,7 @@ class Executor(Protocol):
 class LocalHandle:
     proc: subprocess.Popen
     pidfd: int | None  # readable once the process exits: exits are seen at once, without polling
+    run_id: str = ""  # in the environment of each of the run's processes (see procs.run_processes)
 
     @property
     def pgid(self) -> int:
@@ -110,7 +113,7 @@ class LocalExecutor:
             pidfd = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):
             pidfd = None
-        return LocalHandle(proc, pidfd)
+        return LocalHandle(proc, pidfd, job.run_id)
 
     def poll(self, handle: LocalHandle) -> JobState:
         code = handle.proc.poll()
@@ -129,10 +132,8 @@ class LocalExecutor:
         poller.poll(max(0.0, timeout) * 1000)
 
     def cancel(self, handle: LocalHandle, sig: int = signal.SIGTERM) -> None:
-        try:
-            os.killpg(handle.pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """``sig`` to the run's group, its session and whatever else carries its run id."""
+        procs.signal_run(handle.pgid, handle.run_id, sig)
 
     def reap(self, handle: LocalHandle, grace_s: float = 5.0) -> None:
         """After a cancel: wait for the group to go, then kill what is left."""
@@ -142,7 +143,7 @@ class LocalExecutor:
             self.cancel(handle, signal.SIGKILL)
             handle.proc.wait()
         else:
-            self.cancel(handle, signal.SIGKILL)  # stray grandchildren in the group
+            self.cancel(handle, signal.SIGKILL)  # stray descendants, in the group or not
         _close(handle)
 
 
