@@ -30,13 +30,18 @@ def os_error(exc: OSError, what: str, path: Path | str | None = None) -> RunErro
 
 
 def writable_dir(path: Path, what: str) -> None:
-    """Create ``path`` (and parents) and write and remove a probe file in it."""
+    """Whether ``path`` can be made and written: a probe file is written and removed in
+    it, or, while it does not exist yet, in its nearest existing parent (nothing is left
+    behind)."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise RunError(f"cannot {what} {path}: it is a file, not a directory", _HINTS[errno.ENOTDIR])
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        problem = "it is a file, not a directory" if existing == path else f"{existing} is a file, not a directory"
+        raise RunError(f"cannot {what} {path}: {problem}", _HINTS[errno.ENOTDIR])
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".studyc-probe-")
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".studyc-probe-")
         try:
             os.write(fd, b"x")
         finally:

@@ -58,7 +58,7 @@ def test_a_report_dir_under_a_file_is_refused_up_front(tmp_path, study):
 def test_a_compile_dir_that_cannot_be_written_is_one_line(tmp_path, study):
     (tmp_path / "blocker").write_text("")
     result = run(tmp_path, "compile", str(study), "-o", str(tmp_path / "blocker" / "out"))
-    assert_one_clean_line(result, f"cannot write the compiled tasks in {tmp_path / 'blocker' / 'out'}: Not a directory",
+    assert_one_clean_line(result, f"cannot write the compiled tasks in {tmp_path / 'blocker' / 'out'}: {tmp_path / 'blocker'} is a file",
                           "a file stands where a directory is needed")
 
 
@@ -84,6 +84,7 @@ def test_read_only_report_dir_is_refused_before_runs(tmp_path, study, monkeypatc
         return real(*args, dir=dir, **kwargs)
 
     monkeypatch.setattr(preflight.tempfile, "mkstemp", read_only)
+    (tmp_path / "rep").mkdir()
     result = run(tmp_path, "run", str(study), "--out", str(tmp_path / "rep"))
     assert_one_clean_line(result, f"cannot write the report in {tmp_path / 'rep'}: Read-only file system",
                           "read-only")
