@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 MAX_LINE_BYTES = 1 << 20  # a record of a few metrics is ~100 bytes
+MAX_FILE_BYTES = 256 << 20  # ~2.5 million records: beyond, a runaway logger would exhaust studyc's memory
 MAX_NUMBER_CHARS = 400  # 1e308 has 309 digits; more is not a measurement
 MAX_NAME_CHARS = 200
 _INT64 = 1 << 63
@@ -111,10 +112,17 @@ def _check_value(key: str, value: Any, number: int) -> None:
 def read(path: Path) -> Metrics:
     """Every record of ``path`` up to the first bad line (empty if there is no file)."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         return Metrics([])
-    return parse(data)
+    if len(data) <= MAX_FILE_BYTES:
+        return parse(data)
+    data = data[: data.rfind(b"\n", 0, MAX_FILE_BYTES) + 1]
+    parsed = parse(data)
+    if parsed.bad is None:
+        parsed.bad = BadLine(data.count(b"\n") + 1, f"the file is larger than {MAX_FILE_BYTES >> 20} MiB: log less often")
+    return parsed
 
 
 def parse(data: bytes) -> Metrics:

@@ -90,6 +90,14 @@ def test_a_torn_last_line_is_skipped_not_a_failure():
     assert parsed.bad is None and len(parsed.records) == 1
 
 
+def test_a_runaway_metrics_file_is_cut_at_its_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(metrics_file, "MAX_FILE_BYTES", len(GOOD) * 10 + 5)
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(GOOD * 100)
+    parsed = metrics_file.read(path)
+    assert len(parsed.records) == 10 and parsed.bad.line == 11 and "larger than" in parsed.bad.why
+
+
 def test_records_before_the_bad_line_are_kept():
     parsed = metrics_file.parse(GOOD + GOOD + b"[1]\n" + GOOD)
     assert len(parsed.records) == 2 and parsed.bad.line == 3
