@@ -341,7 +341,7 @@ class _Progress:
         elif kind == "wait":
             line = f"wait   {who}: {event.message}"
         elif kind == "end" and event.status == "done":
-            line = f"done   {who} in {took}  {metrics_text(event.metrics)}"
+            line = f"done   {who} in {took}  {metrics_text(event.metrics)}" + (f" ({event.message})" if event.message else "")
         elif kind == "end":
             line = f"FAILED {who} after {took}: {event.failure}" + (f" ({event.message})" if event.message else "")
         else:  # progress lines would flood a log file; the summary after each end says enough

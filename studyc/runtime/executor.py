@@ -74,7 +74,12 @@ class LocalHandle:
 # group, grandchildren included. The command itself reads /dev/null. TERM is trapped so
 # that the shell outlives a SIGTERM until its command has ended (the command, exec'd
 # afresh, gets the default handling back).
-_LIFELINE = "trap 'exit 143' TERM; exec 3<&0 </dev/null; { read _ <&3; kill -KILL 0; } & exec 3<&-; "
+# On its way out the shell also leaves the command's exit code in the run directory, so a
+# studyc killed between the command's end and recording it finds that the run ended.
+_LIFELINE = ("trap 'exit 143' TERM; "
+             "trap 'c=$?; printf %s $c > \"$STUDYC_RUN_DIR/.exit_code.part\" && "
+             "mv -f \"$STUDYC_RUN_DIR/.exit_code.part\" \"$STUDYC_RUN_DIR/exit_code\"; exit $c' EXIT; "
+             "exec 3<&0 </dev/null; { read _ <&3; kill -KILL 0; } & exec 3<&-; ")
 
 
 class LocalExecutor:

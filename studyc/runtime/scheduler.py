@@ -27,6 +27,7 @@ from studyc.runtime.store import Store
 from studyc.spec.model import Study
 
 CONFIG_FILE = "config.json"
+EXIT_CODE_FILE = "exit_code"  # written by the run's shell as it exits (executor._LIFELINE)
 MIN_TIMEOUT_S = 60.0
 TIMEOUT_FACTOR = 3.0
 
@@ -209,7 +210,8 @@ class Scheduler:
 
     def execute(self, runs: list[RunPlan]) -> None:
         """Run what is not already done. Returns when every run has ended."""
-        self.store.recover_interrupted([r.id for r in runs])
+        stale = self.store.recover_interrupted([r.id for r in runs])
+        self._record_ended([r for r in runs if r.id in set(stale)])
         records = self.store.records([r.id for r in runs])
         todo: deque[_Queued] = deque()
         twins: list[RunPlan] = []  # arms identical to an earlier one: the same run, executed once
@@ -260,6 +262,30 @@ class Scheduler:
                 self.on_event(Event("end", twin, status="failed", failure=record.failure, message=message))
             else:
                 self._skip(twin, f"{message}, which was skipped")
+
+    def _record_ended(self, runs: list[RunPlan]) -> None:
+        """Runs a studyc that died left 'running' whose command had in fact ended well (its
+        shell wrote the exit code): recorded now, from their files, instead of run again.
+        Only the window between the command's end and that file is left (at-least-once)."""
+        for run in runs if not self.remote else []:
+            run_dir = self.store.run_dir(run.id)
+            try:
+                code = int((run_dir / EXIT_CODE_FILE).read_text().strip())
+                ended = (run_dir / EXIT_CODE_FILE).stat().st_mtime
+            except (OSError, ValueError):
+                continue
+            last = self.store.attempts(run.id)[-1]
+            metrics = metrics_file.read(run_dir / METRICS_FILE)
+            if code != 0 or ended < (last["started_at"] or 0) or metrics.bad is not None:
+                continue  # a failure, or an older attempt's file: it runs again, as it would have
+            series = metrics.records
+            if classify(code, tail(run_dir / LOG_FILE, 50), series, None) is not None:
+                continue
+            hours = max(0.0, ended - (last["started_at"] or ended)) / 3600
+            usd = hours * (run.est_usd / run.est_hours if run.est_hours else 0.0)
+            self.store.finish(run.id, "done", code, None, None, series, usd, hours * _gpu_count(run.resources))
+            self.on_event(Event("end", run, status="done", attempt=last["attempt"], usd=usd, metrics=_final_values(series),
+                                message="it had ended when the studyc running it stopped; recorded now"))
 
     def _adopt(self, todo: deque[_Queued], active: dict[str, _Active]) -> None:
         """Jobs an earlier studyc left going (cloud jobs outlive studyc) are followed
@@ -389,6 +415,7 @@ class Scheduler:
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)  # a fresh attempt starts clean; a resumed one keeps checkpoints
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / EXIT_CODE_FILE).unlink(missing_ok=True)  # a resumed run's: from the attempt before
         config_path = run_dir / CONFIG_FILE
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
         env = dict(run.env)
