@@ -3,7 +3,7 @@ duplicated, a value of another type, unicode, huge numbers, unknown keys, broken
 expressions, shifted indentation) never make `validate`, `plan` or `compile` fail
 with an internal error: each ends with exit 0 or a clean exit 1.
 
-Deterministic (seeded). ``STUDYC_MUTANTS`` sets how many mutants per study (default 40).
+Deterministic (seeded). ``STUDYC_MUTANTS`` sets how many mutants per study (default 30).
 """
 
 import os
@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from studyc.cli import main
 
 STUDIES = sorted((Path(__file__).parents[2] / "studies").glob("*.yaml"))
-PER_STUDY = int(os.environ.get("STUDYC_MUTANTS", "40"))
+PER_STUDY = int(os.environ.get("STUDYC_MUTANTS", "30"))
 COMPILED_PER_STUDY = 4  # compile is the slow command: a few valid mutants each
 _KEY_VALUE = re.compile(r"^(\s*(?:- )?[\w.+-]+:\s)(.+)$")
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
