@@ -315,9 +315,10 @@ class _Progress:
             run, elapsed = view.run, view.elapsed(now)
             step = view.latest.get("step")
             latest = (f"step {step:g} " if step is not None else "") + metrics_text(view.latest)
-            table.add_row(run.arm, *((run.stage,) if staged else ()), str(run.seed),
-                          view.status + (f" ({view.failure})" if view.failure else ""), str(view.attempt or ""),
-                          duration_text(elapsed) if elapsed is not None else "", latest or view.note or "")
+            cells = [run.arm, *((run.stage,) if staged else ()), str(run.seed),
+                     view.status + (f" ({view.failure})" if view.failure else ""), str(view.attempt or ""),
+                     duration_text(elapsed) if elapsed is not None else "", latest or view.note or ""]
+            table.add_row(*(Text(c) for c in cells))  # Text: a config value "[/]" is not markup
         return Group(Text(self._summary(sep="\n")), table)
 
     def __call__(self, event: Any) -> None:

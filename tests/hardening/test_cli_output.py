@@ -55,3 +55,22 @@ def test_a_study_named_dot_dot_is_refused(tmp_path):
     path.write_text(BASE.replace("study: demo", 'study: ".."'))
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 1 and "cannot be a study name" in result.output
+
+
+def test_the_live_table_prints_markup_in_notes_as_text(tmp_path):
+    from rich.console import Console
+
+    from studyc.cli import _Progress
+    from studyc.compiler.plan import compile_plan
+    from studyc.runtime.scheduler import Event
+    from studyc.spec.loader import load
+
+    path = tmp_path / "s.yaml"
+    path.write_text(BASE)
+    plan = compile_plan(load(path))
+    progress = _Progress(plan, live=False)
+    progress.tracker.update(Event("start", plan.runs[0], status="running", attempt=1,
+                                  message="followed again: [/] -> [bold]x[/bold]"))
+    console = Console(record=True, width=200)
+    console.print(progress._table())
+    assert "[/] -> [bold]x[/bold]" in console.export_text()
