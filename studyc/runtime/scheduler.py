@@ -435,7 +435,7 @@ class Scheduler:
         try:
             handle = self.executor.submit(Job(run.id, command, self.workdir, env, run_dir, run.resources["cpus"], gpus,
                                               run=replace(run, config=config, command=command)))
-        except OSError as exc:  # e.g. the workdir is gone: this run fails, the study goes on
+        except (OSError, ValueError) as exc:  # the workdir is gone, an argument the OS refuses: this run fails
             message = f"studyc could not start the run: {exc}"
             self.store.finish(run.id, "failed", None, "crashed", message, [], 0.0, 0.0)
             self.on_event(Event("end", run, status="failed", failure="crashed", attempt=attempt, message=message))
