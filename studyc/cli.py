@@ -21,7 +21,8 @@ from studyc.errors import RunError, StudyError, StudyErrors
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    # No emoji codes: "study.yaml:100:3" must not print as a 💯.
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _show_errors(errors: list[StudyError]) -> None:
@@ -66,16 +67,24 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             _console(stderr=True).print("[yellow]interrupted[/]")
             sys.exit(130)
+        except OSError as exc:  # a disk or permission fault the checks up front could not foresee
+            from studyc.runtime.preflight import os_error
+
+            _fail_run_error(os_error(exc, "write or read"))
         except Exception:  # an internal error: keep the traceback, show a short note
-            crash = Path(".studyc") / "crash.log"
+            from studyc.runtime.store import default_home
+
+            crash = default_home() / "crash.log"
             try:
                 crash.parent.mkdir(parents=True, exist_ok=True)
                 crash.write_text(traceback.format_exc())
                 where = f"the traceback is in {crash}"
             except OSError:
                 where = traceback.format_exc()
+            from rich.markup import escape
+
             _console(stderr=True).print(f"[bold red]internal error in studyc[/] (a bug, not your study): "
-                                        f"{sys.exc_info()[1]!r}; {where}")
+                                        f"{escape(repr(sys.exc_info()[1]))}; {escape(where)}")
             sys.exit(2)
 
 
@@ -150,9 +159,10 @@ def schema() -> None:
                    "--until-settled added seeds].")
 @click.option("--parallel", type=click.IntRange(min=1), default=None,
               help="At most this many runs at once, instead of budget.parallel (1: one after another).")
+@click.option("--explain", is_flag=True, help="List the files whose content is the runs' code (it is in their ids).")
 @store_option
 def plan(file: Path, profile: str | None, as_json: bool, seeds_needed: bool, probability: float, design: str | None,
-         parallel: int | None, store_dir: Path | None) -> None:
+         parallel: int | None, explain: bool, store_dir: Path | None) -> None:
     """Show every run with its estimates, the schedule (which runs share the machine
     when, and the critical path through the stages), the totals and the budget check.
     Runs nothing."""
@@ -164,6 +174,9 @@ def plan(file: Path, profile: str | None, as_json: bool, seeds_needed: bool, pro
         _seeds_needed(_load(str(file), profile), store_dir, probability, design, as_json)
         return
     result = compile_plan(_load(str(file), profile), parallel)
+    if explain:
+        _explain_code(result.workdir)
+        return
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -187,6 +200,9 @@ def compile_(file: Path, profile: str | None, out: Path, allow_over_budget: bool
     loaded = _load(str(file), profile)
     result = compile_plan(loaded)
     check_budget(result, allow_over_budget)
+    from studyc.runtime.preflight import writable_dir
+
+    writable_dir(out, "write the compiled tasks in")
     started = time.monotonic()
     compiled = write_compiled(loaded, result, out)
     pending = (f"; task files for {compiled.pending} promoted run{'s' if compiled.pending != 1 else ''} come once "
@@ -197,6 +213,21 @@ def compile_(file: Path, profile: str | None, out: Path, allow_over_budget: bool
     if not result.budget["ok"]:
         click.echo("over budget (allowed by --allow-over-budget): " + "; ".join(result.budget["violations"]))
     click.echo(f"launch one: cd {out} && sky jobs launch {TASKS_DIR}/<run id>.sky.yaml")
+
+
+def _explain_code(workdir: str) -> None:
+    from studyc.compiler.code import IGNORE_FILE, code_files
+
+    code = code_files(workdir)
+    how = ("git: the files it tracks, and untracked source files it does not ignore" if code.source == "git"
+           else "not a git repository: the source files (by extension) not named in .gitignore or " + IGNORE_FILE)
+    click.echo(f"{code.describe()}\nrun ids cover these files ({how}):")
+    for name in code.files:
+        click.echo(f"  {name}")
+    if code.skipped:
+        click.echo(f"not counted (edit {IGNORE_FILE} to change):")
+        for name, why in sorted(code.skipped.items()):
+            click.echo(f"  {name}  ({why})")
 
 
 def _money(value: float) -> str:
@@ -275,6 +306,7 @@ class _Progress:
         from studyc.runtime.progress import Tracker
 
         self.tracker = Tracker(plan.runs, parallel or plan.parallel, needs={s.name: s.after for s in plan.stages})
+        self.code = plan.code_version  # in every run id: a reused run ran this very code
         self.console = _console()
         self.live = None
         self.sequential: list[str] = []  # --until-settled: the open hypotheses at the latest look
@@ -324,9 +356,10 @@ class _Progress:
             run, elapsed = view.run, view.elapsed(now)
             step = view.latest.get("step")
             latest = (f"step {step:g} " if step is not None else "") + metrics_text(view.latest)
-            table.add_row(run.arm, *((run.stage,) if staged else ()), str(run.seed),
-                          view.status + (f" ({view.failure})" if view.failure else ""), str(view.attempt or ""),
-                          duration_text(elapsed) if elapsed is not None else "", latest or view.note or "")
+            cells = [run.arm, *((run.stage,) if staged else ()), str(run.seed),
+                     view.status + (f" ({view.failure})" if view.failure else ""), str(view.attempt or ""),
+                     duration_text(elapsed) if elapsed is not None else "", latest or view.note or ""]
+            table.add_row(*(Text(c) for c in cells))  # Text: a config value "[/]" is not markup
         return Group(Text(self._summary(sep="\n")), table, *map(Text, self.sequential))
 
     def look(self, look: Any) -> None:
@@ -355,7 +388,8 @@ class _Progress:
         who = f"{run.arm} seed {run.seed}" + (f" [{run.stage}]" if len(self.tracker.stage_order) > 1 else "")
         took = duration_text(view.elapsed(self.tracker.clock()) or 0)
         if kind == "cached":
-            line = f"reuse  {who} ({run.id}): {event.message or 'finished earlier'}"
+            line = (f"reuse  {who} ({run.id}): {event.message or 'finished earlier'}, same code "
+                    f"({self.code or 'unknown'})")
         elif kind == "start":
             line = f"start  {who} ({run.id}), attempt {event.attempt}" + (f", {event.message}" if event.message else "")
         elif kind == "retry":
@@ -365,7 +399,7 @@ class _Progress:
         elif kind == "wait":
             line = f"wait   {who}: {event.message}"
         elif kind == "end" and event.status == "done":
-            line = f"done   {who} in {took}  {metrics_text(event.metrics)}"
+            line = f"done   {who} in {took}  {metrics_text(event.metrics)}" + (f" ({event.message})" if event.message else "")
         elif kind == "end":
             line = f"FAILED {who} after {took}: {event.failure}" + (f" ({event.message})" if event.message else "")
         else:  # progress lines would flood a log file; the summary after each end says enough
@@ -442,9 +476,13 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
         return
     store = _store(store_dir)
     orchestrate.check_budget(preview, allow_over_budget)
+    from studyc.runtime.preflight import check_run_outputs
+
+    check_run_outputs(out or orchestrate.default_out(loaded), store.home / "runs", loaded.study.report.leaderboard)
     live = sys.stdout.isatty()
     click.echo(f"{loaded.study.study}{' (' + profile + ')' if profile else ''}: {len(preview.runs)} runs, "
-               f"estimated {_money(preview.totals['usd'])}, {preview.totals['wall_hours'] * 60:.1f} min wall-clock")
+               f"estimated {_money(preview.totals['usd'])}, {preview.totals['wall_hours'] * 60:.1f} min wall-clock, "
+               f"code {preview.code_version} (`studyc plan --explain` lists its files)")
     if not cloud:  # on the cloud, runs log to W&B with the key passed as a secret
         _note_tracking(loaded.study)
     from studyc.stageflow import SmokeFailed
@@ -627,6 +665,9 @@ def report(file: Path, profile: str | None, out: Path | None, fail_on: str | Non
     from studyc import orchestrate
 
     loaded = _load(str(file), profile)
+    from studyc.runtime.preflight import check_report_dir
+
+    check_report_dir(out or orchestrate.default_out(loaded))
     result = orchestrate.report(loaded, _store(store_dir), out)
     _print_verdicts(result)
     _exit_for_verdicts(result.verdicts, fail_on)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shlex
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from studyc.compiler import packing
 from studyc.compiler.ids import canonical, code_version, run_id, study_root
 from studyc.compiler.prices import UnknownPrice, hourly_usd, price_table
 from studyc.errors import RunError
+from studyc.quoting import shell
 from studyc.spec import expr as E
 from studyc.spec.arms import ArmSpec, deep_merge, expand_arms
 from studyc.spec.loader import LoadedStudy
@@ -109,7 +109,7 @@ def render_command(template: str, config: dict[str, Any], seed: int) -> str:
     def sub(m: re.Match) -> str:
         name = m.group(1)
         if name == "seed":
-            return shlex.quote(str(seed))
+            return shell(str(seed))
         value: Any = config
         for part in name.removeprefix("config.").split("."):
             value = value[part]
@@ -117,7 +117,7 @@ def render_command(template: str, config: dict[str, Any], seed: int) -> str:
             value = canonical(value)
         elif isinstance(value, bool):
             value = "true" if value else "false"
-        return shlex.quote(str(value))
+        return shell(str(value))
 
     return _PLACEHOLDER.sub(sub, template)
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from studyc.runtime import procs
+
 LOG_FILE = "log.txt"
 
 
@@ -59,6 +61,7 @@ class Executor(Protocol):
 class LocalHandle:
     proc: subprocess.Popen
     pidfd: int | None  # readable once the process exits: exits are seen at once, without polling
+    run_id: str = ""  # in the environment of each of the run's processes (see procs.run_processes)
 
     @property
     def pgid(self) -> int:
@@ -71,7 +74,12 @@ class LocalHandle:
 # group, grandchildren included. The command itself reads /dev/null. TERM is trapped so
 # that the shell outlives a SIGTERM until its command has ended (the command, exec'd
 # afresh, gets the default handling back).
-_LIFELINE = "trap 'exit 143' TERM; exec 3<&0 </dev/null; { read _ <&3; kill -KILL 0; } & exec 3<&-; "
+# On its way out the shell also leaves the command's exit code in the run directory, so a
+# studyc killed between the command's end and recording it finds that the run ended.
+_LIFELINE = ("trap 'exit 143' TERM; "
+             "trap 'c=$?; printf %s $c > \"$STUDYC_RUN_DIR/.exit_code.part\" && "
+             "mv -f \"$STUDYC_RUN_DIR/.exit_code.part\" \"$STUDYC_RUN_DIR/exit_code\"; exit $c' EXIT; "
+             "exec 3<&0 </dev/null; { read _ <&3; kill -KILL 0; } & exec 3<&-; ")
 
 
 class LocalExecutor:
@@ -110,7 +118,7 @@ class LocalExecutor:
             pidfd = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):
             pidfd = None
-        return LocalHandle(proc, pidfd)
+        return LocalHandle(proc, pidfd, job.run_id)
 
     def poll(self, handle: LocalHandle) -> JobState:
         code = handle.proc.poll()
@@ -129,10 +137,8 @@ class LocalExecutor:
         poller.poll(max(0.0, timeout) * 1000)
 
     def cancel(self, handle: LocalHandle, sig: int = signal.SIGTERM) -> None:
-        try:
-            os.killpg(handle.pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """``sig`` to the run's group, its session and whatever else carries its run id."""
+        procs.signal_run(handle.pgid, handle.run_id, sig)
 
     def reap(self, handle: LocalHandle, grace_s: float = 5.0) -> None:
         """After a cancel: wait for the group to go, then kill what is left."""
@@ -142,7 +148,7 @@ class LocalExecutor:
             self.cancel(handle, signal.SIGKILL)
             handle.proc.wait()
         else:
-            self.cancel(handle, signal.SIGKILL)  # stray grandchildren in the group
+            self.cancel(handle, signal.SIGKILL)  # stray descendants, in the group or not
         _close(handle)
 
 

@@ -19,14 +19,15 @@ from typing import Any, Callable, Iterator
 
 from studyc.compiler.plan import RunPlan, render_command
 from studyc.errors import RunError
-from studyc.runtime import procs, wandb_log
+from studyc.runtime import metrics_file, procs, wandb_log
 from studyc.runtime.executor import LOG_FILE, Executor, Job, JobState, tail
-from studyc.runtime.failures import StopRules, apply_edits, classify
-from studyc.runtime.sdk import METRICS_FILE, read_metrics
+from studyc.runtime.failures import EditError, StopRules, apply_edits, classify
+from studyc.runtime.sdk import METRICS_FILE
 from studyc.runtime.store import Store
 from studyc.spec.model import Study
 
 CONFIG_FILE = "config.json"
+EXIT_CODE_FILE = "exit_code"  # written by the run's shell as it exits (executor._LIFELINE)
 MIN_TIMEOUT_S = 60.0
 TIMEOUT_FACTOR = 3.0
 
@@ -60,6 +61,7 @@ class _Active:
     kill_at: float | None = None  # when to SIGKILL a run that ignores SIGTERM
     latest: dict[str, float] = field(default_factory=dict)
     waiting_since: float | None = None  # a cloud job without its machine yet: its clock stands still
+    bad_metrics: str | None = None  # why a metrics line was refused, seen live
 
 
 @dataclass
@@ -265,14 +267,16 @@ class Scheduler:
     def _enqueue(self, runs: list[RunPlan], todo: deque[_Queued], twins: dict[str, list[RunPlan]]) -> list[_Queued]:
         """Queue the runs not already done (those done are reported as reused); a run
         already queued (an identical arm) is its twin. Returns the new queue items."""
-        self.store.recover_interrupted([r.id for r in runs])
+        stale = set(self.store.recover_interrupted([r.id for r in runs]))
+        self._record_ended([r for r in runs if r.id in stale])
         records = self.store.records([r.id for r in runs])
         queued = {q.run.id for q in todo}
         fresh: list[_Queued] = []
         for run in runs:
             record = records.get(run.id)
             if record is not None and record.status == "done" and run.arm not in self.rerun:
-                self.on_event(Event("cached", run, status="done"))
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.ended_at)) if record.ended_at else "earlier"
+                self.on_event(Event("cached", run, status="done", message=f"finished {when}"))
             elif run.id in queued:
                 twins.setdefault(run.stage, []).append(run)
             else:
@@ -293,6 +297,30 @@ class Scheduler:
                 self.on_event(Event("end", twin, status="failed", failure=record.failure, message=message))
             else:
                 self._skip(twin, f"{message}, which was skipped")
+
+    def _record_ended(self, runs: list[RunPlan]) -> None:
+        """Runs a studyc that died left 'running' whose command had in fact ended well (its
+        shell wrote the exit code): recorded now, from their files, instead of run again.
+        Only the window between the command's end and that file is left (at-least-once)."""
+        for run in runs if not self.remote else []:
+            run_dir = self.store.run_dir(run.id)
+            try:
+                code = int((run_dir / EXIT_CODE_FILE).read_text().strip())
+                ended = (run_dir / EXIT_CODE_FILE).stat().st_mtime
+            except (OSError, ValueError):
+                continue
+            last = self.store.attempts(run.id)[-1]
+            metrics = metrics_file.read(run_dir / METRICS_FILE)
+            if code != 0 or ended < (last["started_at"] or 0) or metrics.bad is not None:
+                continue  # a failure, or an older attempt's file: it runs again, as it would have
+            series = metrics.records
+            if classify(code, tail(run_dir / LOG_FILE, 50), series, None) is not None:
+                continue
+            hours = max(0.0, ended - (last["started_at"] or ended)) / 3600
+            usd = hours * (run.est_usd / run.est_hours if run.est_hours else 0.0)
+            self.store.finish(run.id, "done", code, None, None, series, usd, hours * _gpu_count(run.resources))
+            self.on_event(Event("end", run, status="done", attempt=last["attempt"], usd=usd, metrics=_final_values(series),
+                                message="it had ended when the studyc running it stopped; recorded now"))
 
     def _adopt(self, fresh: list[_Queued], todo: deque[_Queued], active: dict[str, _Active]) -> None:
         """Jobs an earlier studyc left going (cloud jobs outlive studyc) are followed
@@ -422,6 +450,7 @@ class Scheduler:
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)  # a fresh attempt starts clean; a resumed one keeps checkpoints
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / EXIT_CODE_FILE).unlink(missing_ok=True)  # a resumed run's: from the attempt before
         config_path = run_dir / CONFIG_FILE
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
         env = dict(run.env)
@@ -443,7 +472,7 @@ class Scheduler:
         try:
             handle = self.executor.submit(Job(run.id, command, self.workdir, env, run_dir, run.resources["cpus"], gpus,
                                               run=replace(run, config=config, command=command)))
-        except OSError as exc:  # e.g. the workdir is gone: this run fails, the study goes on
+        except (OSError, ValueError) as exc:  # the workdir is gone, an argument the OS refuses: this run fails
             message = f"studyc could not start the run: {exc}"
             self.store.finish(run.id, "failed", None, "crashed", message, [], 0.0, 0.0)
             self.on_event(Event("end", run, status="failed", failure="crashed", attempt=attempt, message=message))
@@ -496,9 +525,14 @@ class Scheduler:
         a.offset += end + 1
         fresh: dict[str, float] = {}
         for line in chunk[: end + 1].splitlines():
+            if not line.strip() or a.bad_metrics:
+                continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
+                record = metrics_file.parse_line(line, 0)
+            except metrics_file.BadLine as bad:  # the line number comes from the whole file, at the end
+                a.bad_metrics = bad.why
+                if a.killed_by is None:
+                    self._stop(a, "bad_metrics")
                 continue
             values = {k: v for k, v in record.items() if k not in ("t",) and isinstance(v, (int, float))}
             fresh.update(values)
@@ -519,16 +553,25 @@ class Scheduler:
     def _finish(self, a: _Active, state: JobState, todo: deque[_Queued]) -> None:
         run, exit_code = a.run, state.exit_code
         run_dir = self.store.run_dir(run.id)
-        series = read_metrics(run_dir / METRICS_FILE)
+        metrics = metrics_file.read(run_dir / METRICS_FILE)
+        series = metrics.records
         log_tail = tail(run_dir / LOG_FILE, 50)
-        failure = a.killed_by or state.failure or classify(exit_code, log_tail, series, None)
+        if metrics.bad is not None:  # the run's own output is unusable: its class, whatever else happened
+            log_tail = f"{log_tail}\nstudyc: {metrics.bad}".lstrip("\n")
+            failure = "bad_metrics"
+        else:
+            failure = a.killed_by or state.failure or classify(exit_code, log_tail, series, None)
         hours = (time.monotonic() - a.started) / 3600
         hourly = run.est_usd / run.est_hours if run.est_hours else 0.0
         usd = hours * hourly
         gpu_hours = hours * _gpu_count(run.resources)
         self.spend.usd += usd
         self.spend.gpu_hours += gpu_hours
-        retry = self._recovery(run, failure, a.config) if failure else None
+        try:
+            retry = self._recovery(run, failure, a.config) if failure else None
+        except EditError as exc:  # the playbook cannot make a usable config: the failure stands
+            retry = None
+            log_tail = f"{log_tail}\nstudyc: not retried: {exc}".lstrip("\n")
         status = "done" if failure is None else "failed"
         self.store.finish(run.id, status, exit_code, failure, log_tail if failure else None, series, usd, gpu_hours,
                           final=retry is None)

@@ -120,17 +120,8 @@ def log(step: int | None = None, **metrics: Any) -> None:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Parse a metrics.jsonl file, skipping a torn last line left by a killed process."""
-    records = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return records
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    """A metrics.jsonl file's valid records (up to a malformed line, if any; a torn last
+    line left by a killed process is skipped)."""
+    from studyc.runtime.metrics_file import read
+
+    return read(path).records

@@ -16,8 +16,8 @@ from pydantic_core import PydanticCustomError
 
 from studyc.spec.configkeys import strip_new
 
-FAILURE_CLASSES = ("oom", "diverged", "timeout", "preempted", "crashed")
-FailureClass = Literal["oom", "diverged", "timeout", "preempted", "crashed"]
+FAILURE_CLASSES = ("oom", "diverged", "timeout", "preempted", "crashed", "bad_metrics")
+FailureClass = Literal["oom", "diverged", "timeout", "preempted", "crashed", "bad_metrics"]
 
 # Names that become paths, ids or expression references.
 StudyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=100)]

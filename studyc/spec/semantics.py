@@ -4,15 +4,12 @@ claim uses must exist, every expression must type-check. All problems are collec
 
 from __future__ import annotations
 
-import re
 from studyc.errors import StudyError, did_you_mean
 from studyc.spec import expr as E
 from studyc.spec.arms import ArmSpec, expand_arms, render_name, sweep_points, template_fields
 from studyc.spec.configkeys import check_config_keys
 from studyc.spec.loader import Source
 from studyc.spec.model import Study
-
-_COMMAND_FIELD = re.compile(r"\{([^{}]*)\}")
 
 
 def is_study_level(node: E.Node) -> bool:
@@ -249,17 +246,12 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
                     problem(("arms", family, "reuse", "results", key), f"unknown metric '{key}'",
                             did_you_mean(key, study.metrics), key=True)
 
-    # Command placeholders.
+    # Config keys (edits refer to them). Command placeholders, env and seeds: studyc.spec.commands.
     config_keys = set(study.run.config) | {"seed"}
     for arm in arms.values():
         config_keys |= set(arm.config)
     for stage in study.stages.values():
         config_keys |= set(stage.config)
-    for fld in _COMMAND_FIELD.findall(study.run.command):
-        key = fld.removeprefix("config.")
-        if fld != "seed" and (not fld.startswith("config.") or key.split(".")[0] not in config_keys):
-            problem(("run", "command"), f"unknown placeholder '{{{fld}}}' in the command",
-                    "use {seed} or {config.<key>}" + (f"; {did_you_mean(key, config_keys)}" if did_you_mean(key, config_keys) else ""))
 
     # Stages.
     smokes = [name for name, stage in study.stages.items() if stage.smoke]
