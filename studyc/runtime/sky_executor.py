@@ -40,6 +40,11 @@ from studyc.spec.loader import LoadedStudy
 from studyc.spec.model import Study
 
 INSTALL_HINT = "install the cloud extra: pip install 'studyc[cloud]'"
+# Your own machines: SkyPilot lists their GPUs live, with no price catalog.
+CLUSTERS = {"kubernetes", "ssh", "slurm"}
+# studyc's extra per cloud (SkyPilot's, plus what its jobs' bucket uploads need); pyproject.toml.
+CLOUD_EXTRAS = {"aws": "aws", "gcp": "gcp", "azure": "azure", "kubernetes": "k8s", "vast": "vast",
+                "lambda": "lambda", "runpod": "runpod", "nebius": "nebius"}
 # What studyc asks of sky.jobs.queue_v2 (field names of SkyPilot's ManagedJobRecord).
 FIELDS = ("job_id", "job_name", "status", "failure_reason", "submitted_at", "start_at", "end_at", "recovery_count",
           "job_duration")
@@ -156,6 +161,8 @@ def dryrun(loaded: LoadedStudy, plan: Plan) -> DryRun:
     catalog = read_catalog(infra_cloud(study.cloud.infra))
     if catalog is not None:
         prices = f"SkyPilot's {catalog.cloud} catalog ({catalog.path}), {'spot' if study.cloud.use_spot else 'on-demand'}"
+    elif infra_cloud(study.cloud.infra) in CLUSTERS:
+        prices = f"studyc's built-in table (a {infra_cloud(study.cloud.infra)} cluster has no price catalog)"
     else:
         prices = ("studyc's built-in table of on-demand prices (no SkyPilot catalog cached"
                   + (f" for {infra_cloud(study.cloud.infra)}: `sky show-gpus --infra {study.cloud.infra}` fetches it)"
@@ -172,14 +179,11 @@ def offline_checks(study: Study, tasks: list[Any], sky: Any) -> tuple[list[str],
     problems: list[str] = []
     warnings: list[str] = []
     cloud_name = infra_cloud(study.cloud.infra)
-    if tasks:
-        if study.cloud.results:
-            problems += [f"cloud.results {study.cloud.results} cannot be mounted on {cloud}: SkyPilot says \"{why}\"; "
-                         "run elsewhere (cloud.infra) or drop cloud.results and read results from W&B"
-                         for cloud, why in _unsupported(tasks[0], sky, "STORAGE_MOUNTING")]
-        warnings += [f"{cloud} cannot host SkyPilot's jobs controller (\"{why}\"): another cloud must be enabled "
-                     "(`sky check`) to run it, or set jobs.controller.resources in ~/.sky/config.yaml"
-                     for cloud, why in _unsupported(tasks[0], sky, "HOST_CONTROLLERS")]
+    try:
+        _feature_checks(study, tasks, sky, problems, warnings)
+    except ImportError as exc:  # SkyPilot's support for that cloud is an extra of its own
+        warnings.append(f"SkyPilot cannot check {cloud_name} here ({exc}); the jobs need it too: "
+                        f"pip install 'studyc[{CLOUD_EXTRAS.get(cloud_name or '', 'cloud')}]'")
     catalog = read_catalog(cloud_name)
     wanted = sorted({name for task in tasks for res in task.resources for name in (res.accelerators or {})})
     if catalog is not None:
@@ -188,7 +192,7 @@ def offline_checks(study: Study, tasks: list[Any], sky: Any) -> tuple[list[str],
                 offered = ", ".join(sorted(catalog.gpu)[:12]) or "none"
                 problems.append(f"{name} is not in SkyPilot's {cloud_name} catalog: its jobs would end FAILED_PRECHECKS "
                                 f"(the catalog offers {offered})")
-    elif wanted:
+    elif wanted and cloud_name not in CLUSTERS:
         warnings.append(f"accelerators ({', '.join(wanted)}) not checked: no SkyPilot catalog is cached"
                         + (f" for {cloud_name} (`sky show-gpus --infra {study.cloud.infra}` fetches it)" if cloud_name
                            else " (set cloud.infra to check against one cloud's catalog)"))
@@ -196,6 +200,19 @@ def offline_checks(study: Study, tasks: list[Any], sky: Any) -> tuple[list[str],
         warnings.append("the jobs install nothing: the workdir is no Python project (no pyproject.toml, setup.py or "
                         "requirements.txt); set run.setup to what the runs need")
     return problems, warnings
+
+
+def _feature_checks(study: Study, tasks: list[Any], sky: Any, problems: list[str], warnings: list[str]) -> None:
+    """What the study's cloud cannot do, by SkyPilot's own verdict: mount the results bucket,
+    host the jobs controller."""
+    if tasks:
+        if study.cloud.results:
+            problems += [f"cloud.results {study.cloud.results} cannot be mounted on {cloud}: SkyPilot says \"{why}\"; "
+                         "run elsewhere (cloud.infra) or drop cloud.results and read results from W&B"
+                         for cloud, why in _unsupported(tasks[0], sky, "STORAGE_MOUNTING")]
+        warnings += [f"{cloud} cannot host SkyPilot's jobs controller (\"{why}\"): another cloud must be enabled "
+                     "(`sky check`) to run it, or set jobs.controller.resources in ~/.sky/config.yaml"
+                     for cloud, why in _unsupported(tasks[0], sky, "HOST_CONTROLLERS")]
 
 
 def _unsupported(task: Any, sky: Any, feature: str) -> list[tuple[Any, str]]:

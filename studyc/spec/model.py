@@ -279,7 +279,9 @@ class Cloud(Strict):
     infra: str | None = Field(None, description="SkyPilot infra, e.g. 'aws', 'gcp/us-central1', 'k8s', 'vast'")
     use_spot: bool = Field(False, description="run on spot instances (SkyPilot recovers preempted jobs)")
     autostop: Hours | None = Field(None, description="stop an idle cluster after this long")
-    results: str | None = Field(None, pattern=r"^(s3|gs)://[^\s]+$", description="bucket path for run results")
+    results: str | None = Field(None, pattern=r"^(s3|gs|r2|nebius|cw|minio|vastdata)://[^\s]+$",
+                                description="bucket path for run results: s3://, gs:// or an S3-compatible store "
+                                "by SkyPilot's scheme (r2://, nebius://, cw://, minio://, vastdata://)")
     disk_gb: int | None = Field(None, ge=1)
     image_id: str | None = None
     secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(

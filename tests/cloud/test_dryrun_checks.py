@@ -112,3 +112,37 @@ def test_catalog_reader_keeps_the_cheapest_offer_per_gpu(home):
     assert catalog.gpu_spot == {"A100": 0.45, "H100": 1.30}
     assert catalog.cpu == pytest.approx(0.025) and catalog.controller == 0.12
     assert read_catalog("aws") is None
+
+
+def test_s3_compatible_results_use_skypilots_scheme_job_side_and_here(tmp_path, home):
+    # Job side: SkyPilot mounts r2:// itself (AWS_ENDPOINT_URL would reach this machine only).
+    import sky
+    import yaml
+
+    from studyc.compiler.plan import compile_plan
+    from studyc.compiler.sky import write_compiled
+    from studyc.runtime.results import Results
+    from studyc.spec.loader import load
+
+    loaded = load(study(tmp_path, "infra: aws, results: r2://bkt/runs"))
+    (task_file,) = write_compiled(loaded, compile_plan(loaded), tmp_path / "out").tasks
+    assert yaml.safe_load(task_file.read_text())["file_mounts"]["/studyc-results"]["source"] == "r2://bkt/runs"
+    assert sky.Task.from_yaml(str(task_file)).storage_mounts["/studyc-results"].source == "r2://bkt/runs"
+    # Here: SkyPilot's client for the scheme, with its endpoint and credentials (~/.cloudflare).
+    (home / ".cloudflare").mkdir(parents=True)
+    (home / ".cloudflare" / "accountid").write_text("acct123\n")
+    (home / ".cloudflare" / "r2.credentials").write_text("[r2]\naws_access_key_id = a\naws_secret_access_key = b\n")
+    results = Results("r2://bkt/runs", "dry")
+    assert results.objects.client.meta.endpoint_url == "https://acct123.r2.cloudflarestorage.com"
+    assert (results.objects.bucket, results.base) == ("bkt", "runs/dry/")
+
+
+def test_every_cloud_has_an_extra_with_skypilots_own():
+    import tomllib
+
+    from studyc.runtime.sky_executor import CLOUD_EXTRAS
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    sky_extra = {"k8s": "kubernetes"}
+    for extra in CLOUD_EXTRAS.values():
+        assert f"skypilot[{sky_extra.get(extra, extra)}]==0.14.*" in extras[extra], extra
