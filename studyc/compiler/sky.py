@@ -154,7 +154,9 @@ def run_script(run: RunPlan, timeout_s: int) -> str:
         "printf '%s\\n' \"$STUDYC_CONFIG_JSON\" > \"$STUDYC_CONFIG\"",
         'studyc_log="${TMPDIR:-/tmp}/studyc-$STUDYC_RUN_ID.log"',
         f'cp {log} "$studyc_log" 2>/dev/null || : > "$studyc_log"',
-        f'( while sleep {LOG_SYNC_S}; do cp "$studyc_log" {log}; done ) &',
+        # The copier's sleep is killed with it, so no stray process holds the job's output open.
+        f"( trap 'kill $s 2>/dev/null; exit 0' TERM; while :; do sleep {LOG_SYNC_S} & s=$!; wait $s; "
+        f'cp "$studyc_log" {log}; done ) &',
         "studyc_sync=$!",
         f"timeout --kill-after=60 {timeout_s} bash -c {shlex.quote(run.command)} 2>&1 "
         '| tee -a "$studyc_log"',

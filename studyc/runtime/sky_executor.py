@@ -59,6 +59,7 @@ TIMEOUT_EXIT = 124  # `timeout` in the task's run script
 _EXIT_REASON = re.compile(r"Job exited with exit codes? \[?(-?\d+)")
 # FAILED_DRIVER, "most commonly because the user workload ran the node out of memory".
 _DRIVER_REASON = "The job driver on the remote cluster failed"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # SkyPilot's messages carry terminal colours
 LOG_LINES = 50  # lines of a failed job's log fetched from SkyPilot when no bucket has them
 LAUNCH_LOG = "launch.log"
 # Variables of one attempt (not in the compiled task): resuming, and where W&B logs it.
@@ -90,6 +91,8 @@ class SkyClient:
         self.ControllerNotUp = sky.exceptions.ClusterNotUpError
         # No jobs controller at all (even refresh=True cannot start one): no job exists.
         self.NoController = sky.exceptions.ClusterDoesNotExist
+        # No cloud enabled: every launch fails the same way, so studyc stops at the first.
+        self.NoCloudAccess = sky.exceptions.NoCloudAccessError
 
 
 # ------------------------------------------------------------------ tasks
@@ -407,6 +410,10 @@ class SkyExecutor:
             if handle.cancelled:
                 handle.ended = JobState(running=False)
                 return False
+            if isinstance(exc, self.client.NoCloudAccess):
+                raise RunError(f"SkyPilot cannot reach any cloud: {_ANSI.sub('', str(exc)).strip()}",
+                               "run `sky check` and set up the credentials of the study's cloud "
+                               f"({self.study.cloud.infra or 'any'}); nothing was launched") from None
             launch_log = tail(handle.run_dir / LAUNCH_LOG, 20)
             self._note(handle, f"{launch_log}\nstudyc: launching {handle} failed: {exc}".lstrip())
             handle.ended = JobState(running=False, failure="crashed")

@@ -54,7 +54,7 @@ def recorded_error(kind: str) -> BaseException:
 
 
 def failure_reason(status: str, job_id: int, code: int | None = None) -> str:
-    return RECORDED["failure_reason"][status].format(job_id=job_id, code=code)
+    return RECORDED["failure_reason"][status].replace("{job_id}", str(job_id)).replace("{code}", str(code))
 
 
 class FakeSky:
@@ -73,6 +73,7 @@ class FakeSky:
         # The real client's exception types, as studyc's SkyClient exposes them.
         self.ControllerNotUp = sky_exceptions.ClusterNotUpError
         self.NoController = sky_exceptions.ClusterDoesNotExist
+        self.NoCloudAccess = sky_exceptions.NoCloudAccessError
 
     # ------------------------------------------------------------ controller
 

@@ -5,6 +5,7 @@ gets the project installed (issue 12, items 1 and 5)."""
 from __future__ import annotations
 
 import os
+import time
 import subprocess
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def test_log_reaches_the_run_directory_while_the_run_goes_on(tmp_path, monkeypat
 
     # A file on a MOUNT_CACHED bucket is uploaded once closed: the log is copied in, whole.
     script = run_script(_run("echo first; sleep 3; echo second"), 30).replace(
-        f"sleep {compiler_sky.LOG_SYNC_S};", "sleep 1;")
+        f"sleep {compiler_sky.LOG_SYNC_S} &", "sleep 1 &")
     proc = subprocess.Popen(["bash", "-c", script], env={
         **os.environ, "STUDYC_RESULTS_DIR": str(tmp_path), "STUDYC_STUDY": "s", "STUDYC_RUN_ID": "r1",
         "STUDYC_CONFIG_JSON": "{}", "TMPDIR": str(tmp_path)}, stdout=subprocess.DEVNULL)
@@ -113,3 +114,15 @@ def test_every_seed_study_task_has_a_setup_and_its_own_replaces_it(tmp_path, wri
     loaded = load(own)
     compiled = write_compiled(loaded, compile_plan(loaded), tmp_path / "b")
     assert yaml.safe_load(compiled.tasks[0].read_text())["setup"] == "pip install mylib\n"
+
+
+def test_no_process_of_the_script_outlives_it(tmp_path):
+    # SkyPilot reads the job's output until every writer closed it: a stray `sleep` of the
+    # log copier would hold the job open.
+    script = run_script(_run("echo hi"), 30)
+    start = time.monotonic()
+    proc = subprocess.Popen(["bash", "-c", script], env={
+        **os.environ, "STUDYC_RESULTS_DIR": str(tmp_path), "STUDYC_STUDY": "s", "STUDYC_RUN_ID": "r1",
+        "STUDYC_CONFIG_JSON": "{}", "TMPDIR": str(tmp_path)}, stdout=subprocess.PIPE, text=True)
+    out, _ = proc.communicate(timeout=60)  # EOF only once every holder of the pipe is gone
+    assert out == "hi\n" and time.monotonic() - start < 10
