@@ -392,8 +392,9 @@ class SkyExecutor:
             waiting = status in WAITING
             handle.waiting_since = (handle.waiting_since or now) if waiting else None
             if waiting and now - handle.waiting_since > self.options.max_wait_s and not handle.cancelled:
-                self._note(handle, f"studyc: {handle} waited {(now - handle.waiting_since) / 60:.0f} min for a "
-                           f"machine ({status}); cancelled (no capacity for its resources?)")
+                waited = now - handle.waiting_since
+                self._note(handle, f"studyc: {handle} waited {waited:.0f} s for a machine ({status}); cancelled "
+                           f"after {self.options.max_wait_s:.0f} s (no capacity for its resources?)")
                 self.cancel(handle)
                 handle.ended = JobState(running=False, failure="crashed")
                 self._following.pop(handle.job_id, None)

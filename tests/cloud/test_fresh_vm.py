@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -57,6 +58,19 @@ def machine_script(text: str, envs: dict[str, str], run: bool) -> str:
     return log_lib.make_task_bash_script(TaskCodeGen.build_task_bash_script(text) if run else text, env_vars=envs)
 
 
+def on_the_machine(script: str, env: dict[str, str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """Run a script as the machine would, and leave nothing of it behind if it overruns."""
+    proc = subprocess.Popen(["bash", "-c", script], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"ran past {timeout:.0f} s:\n{out[-3000:]}{err[-3000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def test_seed_000_cpu_task_installs_runs_and_delivers_its_results(tmp_path, s3, bucket, s3_endpoint):
     study_text = SEED_000.read_text().replace(
         "cloud: {infra: vast, use_spot: false, autostop: 10m}",
@@ -83,8 +97,7 @@ def test_seed_000_cpu_task_installs_runs_and_delivers_its_results(tmp_path, s3, 
     probe = [str(env_dir / "bin" / "python"), "-c", "import studyc; print(studyc.__file__)"]
     assert subprocess.run(probe, env=machine, cwd=home, capture_output=True, timeout=60).returncode != 0  # not yet
 
-    setup = subprocess.run(["bash", "-c", machine_script(task["setup"], task["envs"], run=False)], env=machine, cwd=home,
-                           capture_output=True, text=True, timeout=400)
+    setup = on_the_machine(machine_script(task["setup"], task["envs"], run=False), machine, home, timeout=600)
     assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
     installed = subprocess.run(probe, env=machine, cwd=home, capture_output=True, text=True, timeout=60)
     assert installed.stdout.startswith(str(home / "sky_workdir")), installed.stdout + installed.stderr
@@ -92,8 +105,7 @@ def test_seed_000_cpu_task_installs_runs_and_delivers_its_results(tmp_path, s3, 
     mount = tmp_path / "mount"  # stands in for the bucket, mounted at RESULTS_MOUNT
     envs = {**task["envs"], "STUDYC_RESULTS_DIR": str(mount)}
     assert task["envs"]["STUDYC_RESULTS_DIR"] == RESULTS_MOUNT
-    done = subprocess.run(["bash", "-c", machine_script(task["run"], envs, run=True)], env=machine, cwd=home,
-                          capture_output=True, text=True, timeout=400)
+    done = on_the_machine(machine_script(task["run"], envs, run=True), machine, home, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for path in mount.rglob("*"):  # what the cached mount uploads
         if path.is_file():

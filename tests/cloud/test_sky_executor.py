@@ -391,7 +391,8 @@ def test_ctrl_c_on_the_command_line(tmp_path, fake_sky, cloud_study, flag):
         assert "no terminal to ask whether to cancel the cloud jobs" in out
         assert "left 2 cloud jobs running: managed job" in out
         assert f"`studyc run {path} --cloud` follows them again" in out
-        assert all(j["status"] == "RUNNING" for j in fake_sky.jobs())
+        # Not cancelled (on a busy machine a job may have finished since).
+        assert all(j["status"] in ("RUNNING", "SUCCEEDED") for j in fake_sky.jobs())
 
 
 def test_success_is_confirmed_by_the_exit_code_the_run_wrote(cloud, cloud_study):
