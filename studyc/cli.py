@@ -456,6 +456,8 @@ def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | Non
     for name, present in dry.secrets.items():
         console.print(f"secret {name}: " + ("set in this shell (passed by name)" if present else
                                              f"[yellow]not set[/]: export {name} before launching"))
+    if dry.pool:
+        console.print(f"job pool {escape(dry.pool)}")
     for setup in dict.fromkeys(t.setup for t in launch):  # one per kind of machine (GPU or not)
         console.print("setup on each machine:" + "".join(f"\n  {escape(line)}" for line in setup.splitlines()))
     console.print(f"prices: {escape(dry.prices)}; the jobs controller's VM: about {_money(dry.controller_usd)} more "

@@ -77,6 +77,17 @@ def task_name(study: str, run: RunPlan) -> str:
     return name.strip("._-")
 
 
+POOL_TASK = "pool"  # tasks/pool.sky.yaml: the workers of `cloud.pool`
+
+
+def pool_name(study: Study) -> str | None:
+    """The SkyPilot job pool the study's jobs run on (``cloud.pool``), None without one."""
+    pool = study.cloud.pool
+    if pool is None:
+        return None
+    return pool.name or ("studyc-" + re.sub(r"[^a-z0-9]+", "-", study.study.lower())).strip("-")[:39]
+
+
 def secret_names(study: Study) -> list[str]:
     names = list(study.cloud.secrets)
     wandb = study.tracking.wandb
@@ -243,6 +254,23 @@ class TaskRenderer:
         self.tracked = wandb is not None and wandb.mode != "disabled"
 
     def render(self, run: RunPlan) -> str:
+        """The run's task; on a job pool without setup (each worker ran it once)."""
+        return self._render(run, pool_workers=None)
+
+    def render_pool(self, run: RunPlan) -> str:
+        """The pool's task (``cloud.pool``): its workers have ``run``'s resources and run the
+        setup once; jobs then run on them one at a time."""
+        return self._render(run, pool_workers=self.study.cloud.pool.workers)
+
+    def check_pool(self, runs: list[RunPlan]) -> None:
+        """A pool's workers are identical: every run must ask for the same resources."""
+        shapes = {(r.resources["accelerators"], r.resources["cpus"], r.resources["memory_gb"]) for r in runs}
+        if self.study.cloud.pool is not None and len(shapes) > 1:
+            raise RunError(f"cloud.pool runs every job on identical workers, but the runs ask for {len(shapes)} "
+                           "different resources", "give every arm and stage the same accelerators, cpus and memory, "
+                           "or drop cloud.pool (one machine per job)")
+
+    def _render(self, run: RunPlan, pool_workers: int | None) -> str:
         study, res, cloud = self.study, run.resources, self.study.cloud
         accelerators = res["accelerators"]
         if accelerators:
@@ -256,7 +284,8 @@ class TaskRenderer:
         if cloud.results:
             envs["STUDYC_RESULTS_DIR"] = RESULTS_MOUNT
         return self.template.render(
-            study=study.study, run=run, name=task_name(study.study, run), workdir=self.workdir,
+            study=study.study, run=run, workdir=self.workdir, pool=pool_name(study),
+            name=pool_name(study) if pool_workers else task_name(study.study, run),
             infra=cloud.infra, accelerators=accelerators,
             cpus=f"{res['cpus']}+" if res["cpus"] > 1 else None,
             memory=f"{res['memory_gb']:g}+" if res["memory_gb"] else None,
@@ -264,8 +293,9 @@ class TaskRenderer:
             disk_size=res["disk_gb"] or cloud.disk_gb, image_id=cloud.image_id,
             job_recovery=self.recovery, recovery_notes=self.notes,
             results=cloud.results, results_dir=RESULTS_MOUNT,
-            envs=envs, secrets=self.secrets, setup=self.setup(accelerators),
-            script=run_script(run, round(timeout_h * 3600)),
+            envs=envs, secrets=self.secrets, pool_workers=pool_workers,
+            setup=self.setup(accelerators) if cloud.pool is None or pool_workers else None,
+            script=None if pool_workers else run_script(run, round(timeout_h * 3600)),
         )
 
 
@@ -296,9 +326,13 @@ def write_compiled(loaded: LoadedStudy, plan: Plan, out_dir: Path) -> Compiled:
     tasks_dir = out_dir / TASKS_DIR
     tasks_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for run in plan.runs:
-        if run.pending:
-            continue
+    known = [run for run in plan.runs if not run.pending]
+    if loaded.study.cloud.pool is not None and known:
+        renderer.check_pool(plan.runs)
+        path = tasks_dir / f"{POOL_TASK}{TASK_SUFFIX}"
+        path.write_text(renderer.render_pool(known[0]), encoding="utf-8")
+        written.append(path)
+    for run in known:
         path = tasks_dir / f"{run.id}{TASK_SUFFIX}"
         path.write_text(renderer.render(run), encoding="utf-8")
         written.append(path)

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from studyc.compiler.plan import Plan, RunPlan
 from studyc.compiler.prices import CONTROLLER_IDLE_H, CONTROLLER_PRICE, infra_cloud, read_catalog
-from studyc.compiler.sky import EXIT_CODE_FILE, TaskRenderer, task_name
+from studyc.compiler.sky import EXIT_CODE_FILE, TaskRenderer, pool_name, task_name
 from studyc.errors import RunError
 from studyc.runtime.executor import LOG_FILE, Job, JobState, tail
 from studyc.runtime.results import Results, ResultsError, import_wandb, wandb_series, write_metrics
@@ -87,6 +87,7 @@ class SkyClient:
         self.get = sky.get
         self.stream_and_get = sky.stream_and_get
         self.tail_logs = sky.jobs.tail_logs
+        self.pool_apply = sky.jobs.pool_apply
         # No jobs controller up: never started yet, or stopped itself after idling.
         self.ControllerNotUp = sky.exceptions.ClusterNotUpError
         # No jobs controller at all (even refresh=True cannot start one): no job exists.
@@ -114,9 +115,10 @@ class Tasks:
     def secrets(self) -> list[str]:
         return self.renderer.secrets
 
-    def build(self, run: RunPlan, env: dict[str, str] | None = None) -> Any:
-        """The ``sky.Task`` of ``run``; secrets by name, their values from this shell."""
-        config = self.yaml.safe_load(self.renderer.render(run))
+    def build(self, run: RunPlan, env: dict[str, str] | None = None, pool: bool = False) -> Any:
+        """The ``sky.Task`` of ``run`` (``pool``: of the study's job pool, with ``run``'s
+        resources); secrets by name, their values from this shell."""
+        config = self.yaml.safe_load(self.renderer.render_pool(run) if pool else self.renderer.render(run))
         config["workdir"] = self.workdir  # absolute: launched from wherever studyc runs
         config["envs"].update(env or {})
         present = [(name, os.environ[name]) for name in self.secrets if name in os.environ]
@@ -147,6 +149,7 @@ class DryRun:
     warnings: list[str]  # what could not be checked, or may surprise
     prices: str  # where the $ figures come from
     controller_usd: float  # the jobs controller's own VM, over the study's wall-clock
+    pool: str | None = None  # "NAME: N workers (...)" when the jobs run on a job pool
 
 
 def dryrun(loaded: LoadedStudy, plan: Plan) -> DryRun:
@@ -161,6 +164,14 @@ def dryrun(loaded: LoadedStudy, plan: Plan) -> DryRun:
             out.append(DryRunTask(task.name, run, resources_text(task), task.setup or ""))
     renderer, study = tasks.renderer, loaded.study
     problems, warnings = offline_checks(study, built, tasks.sky)
+    pool = None
+    if study.cloud.pool is not None and out:
+        renderer.check_pool(plan.runs)
+        workers = tasks.build(out[0].run, pool=True)  # validated by SkyPilot like the jobs
+        pool = (f"{pool_name(study)}: {study.cloud.pool.workers} workers of {resources_text(workers)}, each runs the "
+                "setup once; the jobs run on them one at a time")
+        for task in out:
+            task.setup = workers.setup or ""
     catalog = read_catalog(infra_cloud(study.cloud.infra))
     if catalog is not None:
         prices = f"SkyPilot's {catalog.cloud} catalog ({catalog.path}), {'spot' if study.cloud.use_spot else 'on-demand'}"
@@ -173,7 +184,7 @@ def dryrun(loaded: LoadedStudy, plan: Plan) -> DryRun:
     hourly = (catalog.controller if catalog is not None and catalog.controller else None) or CONTROLLER_PRICE
     controller_usd = hourly * (plan.totals["wall_hours"] + CONTROLLER_IDLE_H)
     return DryRun(out, [r for r in plan.runs if r.pending], renderer.recovery, renderer.notes, study.cloud.results,
-                  {name: name in os.environ for name in tasks.secrets}, problems, warnings, prices, controller_usd)
+                  {name: name in os.environ for name in tasks.secrets}, problems, warnings, prices, controller_usd, pool)
 
 
 def offline_checks(study: Study, tasks: list[Any], sky: Any) -> tuple[list[str], list[str]]:
@@ -311,6 +322,7 @@ class SkyExecutor:
         self._next_refresh = 0.0
         self._unreachable_since: float | None = None
         self._wake = threading.Event()
+        self.job_pool = pool_name(loaded.study)  # the SkyPilot job pool the jobs run on, if the study has one
 
     def check(self) -> None:
         """Before anything launches: results come back, secrets are set, SkyPilot accepts
@@ -327,6 +339,7 @@ class SkyExecutor:
         problems, _ = offline_checks(self.study, [self.tasks.build(run) for run in self.planned], self.tasks.sky)
         if problems:
             raise RunError(problems[0], "`studyc run --cloud --dryrun` lists every check")
+        self.tasks.renderer.check_pool(self.planned)
         if self.results is not None:
             self.results.check()
         else:
@@ -338,6 +351,23 @@ class SkyExecutor:
         except Exception as exc:  # whatever else SkyPilot raises: no server, no credentials
             raise RunError(f"SkyPilot's API server did not answer: {exc}",
                            "run `sky check` (cloud credentials) and `sky api status`") from None
+        try:
+            self.start_pool()
+        except Exception as exc:  # before any job: nothing launched, nothing to follow
+            raise RunError(f"SkyPilot could not start the job pool {self.job_pool}: {_ANSI.sub('', str(exc)).strip()}",
+                           "run `sky check`; `sky jobs pool status` shows the pool") from None
+
+    def start_pool(self) -> None:
+        """Bring up the study's job pool (``cloud.pool``), or update it to the study's setup
+        and size: SkyPilot starts the workers, each runs the setup once."""
+        if self.job_pool is None or not self.planned:
+            return
+        from sky.serve.serve_utils import UpdateMode
+
+        task = self.tasks.build(self.planned[0], pool=True)
+        with open(self.store.home / "pool-launch.log", "w", encoding="utf-8") as log:
+            self.client.stream_and_get(self.client.pool_apply(task, self.job_pool, mode=UpdateMode.ROLLING,
+                                                              workers=self.study.cloud.pool.workers), output_stream=log)
 
     # ---------------------------------------------------------------- submit
 
@@ -359,7 +389,9 @@ class SkyExecutor:
             self.results.clear(handle.run_id)  # a fresh attempt starts from an empty run directory
         handle.run_dir.mkdir(parents=True, exist_ok=True)
         with open(handle.run_dir / LAUNCH_LOG, "w", encoding="utf-8") as log:
-            job_ids, _ = self.client.stream_and_get(self.client.launch(task, name=handle.name), output_stream=log)
+            request = self.client.launch(task, name=handle.name, pool=self.job_pool) if self.job_pool else \
+                self.client.launch(task, name=handle.name)
+            job_ids, _ = self.client.stream_and_get(request, output_stream=log)
         job_id = int(job_ids[0] if isinstance(job_ids, (list, tuple)) else job_ids)
         if handle.cancelled:  # Ctrl-C or a stop rule while the launch was in flight
             self._cancel_job(job_id)

@@ -69,6 +69,7 @@ class FakeSky:
         self.stuck_starting = False  # the next jobs never get a machine (STARTING until cancelled)
         self.launch_error: BaseException | None = None  # raised by the next launch request
         self.upload_results = True  # False: the jobs' files never reach the bucket
+        self.pools: dict[str, dict[str, Any]] = {}  # pool name -> what pool_apply was given
         self.queue_error: BaseException | None = None  # raised by every queue request (server unreachable)
         # The real client's exception types, as studyc's SkyClient exposes them.
         self.ControllerNotUp = sky_exceptions.ClusterNotUpError
@@ -112,7 +113,9 @@ class FakeSky:
     def launch(self, task: Any, name: Optional[str] = None, pool: Optional[str] = None,
                num_jobs: Optional[int] = None, job_group: Any = AUTO_JOB_GROUP,
                _need_confirmation: bool = False) -> str:
-        self.calls.append(("launch", {"name": name}))
+        self.calls.append(("launch", {"name": name, "pool": pool}))
+        if pool is not None and pool not in self.pools:  # SkyPilot's client checks this first
+            return self._request(error=ValueError(f"Pool {pool} not found."))
         if self.launch_error is not None:
             error, self.launch_error = self.launch_error, None
             return self._request(error=error)
@@ -177,6 +180,20 @@ class FakeSky:
             if (job_ids and job["job_id"] in job_ids) or (name and job["job_name"] == name) or all:
                 if job["status"] not in TERMINAL:
                     (self.root / "jobs" / f"{job['job_id']}.cancel").touch()
+        return self._request(None)
+
+    def pool_apply(self, task: Any, pool_name: str, mode: Any, workers: Optional[int] = None,
+                   _need_confirmation: bool = False) -> str:
+        """The pool's workers are this machine: its setup runs once, here, per worker."""
+        self.calls.append(("pool_apply", {"pool_name": pool_name, "workers": workers, "mode": mode.value}))
+        self.controller = "up"
+        config = task.to_yaml_config()
+        self.pools[pool_name] = {"workers": workers, "config": config}
+        for _ in range(workers or 1):
+            setup = subprocess.run(["bash", "-c", config.get("setup") or ""], cwd=config["workdir"],
+                                   capture_output=True)
+            if setup.returncode != 0:
+                return self._request(error=RuntimeError(f"setup of a worker of pool {pool_name} failed"))
         return self._request(None)
 
     def tail_logs(self, name: Optional[str] = None, job_id: Optional[int] = None, follow: bool = True,
