@@ -47,7 +47,7 @@ def test_skypilot_upload_wait_runs_after_the_script_and_sees_its_exit_code(tmp_p
     assert (run_dir / "config.json").read_text() == '{"a": 1}\n'
 
 
-def test_log_reaches_the_run_directory_while_the_run_goes_on(tmp_path, monkeypatch):
+def test_log_reaches_the_run_directory_while_the_run_goes_on(tmp_path):
     from studyc.compiler import sky as compiler_sky
 
     # A file on a MOUNT_CACHED bucket is uploaded once closed: the log is copied in, whole.
@@ -58,8 +58,6 @@ def test_log_reaches_the_run_directory_while_the_run_goes_on(tmp_path, monkeypat
         "STUDYC_CONFIG_JSON": "{}", "TMPDIR": str(tmp_path)}, stdout=subprocess.DEVNULL)
     log = tmp_path / "s" / "r1" / "log.txt"
     try:
-        import time
-
         deadline = time.monotonic() + 10
         while not (log.exists() and log.read_text() == "first\n") and time.monotonic() < deadline:
             time.sleep(0.1)
