@@ -25,6 +25,7 @@ from examples.burgers import model as model_mod  # noqa: E402
 from examples.burgers import solver, train  # noqa: E402
 
 FINAL_METRICS = {
+    "operator_final_loss",
     "nrmse",
     "rollout_nrmse",
     "conservation_gap",
@@ -245,8 +246,22 @@ def test_resume_continues_from_next_epoch(tmp_path, monkeypatch, capsys):
     assert "resumed" in capsys.readouterr().out
     steps = [r["step"] for r in read_metrics(tmp_path / "run") if "loss" in r]
     assert steps == [1, 2, 3, 4]  # epochs 1-2 from the first attempt, 3-4 after resuming
-    for name in ("nrmse", "rollout_nrmse", "bc_violation", "params"):
+    for name in ("operator_final_loss", "nrmse", "rollout_nrmse", "bc_violation", "params"):
         assert resumed[name] == pytest.approx(reference[name], rel=1e-5)
+
+
+def test_operator_final_loss_is_the_last_epochs_one_step_mse_over_the_field_variance(tmp_path, monkeypatch):
+    # deterministic head: the objective is the same squared error over the increment's
+    # variance, so operator_loss / loss is one constant, (delta_scale / u_scale) ** 2
+    results = run_train(monkeypatch, tmp_path / "det", dict(TINY, epochs=3))
+    epochs = [r for r in read_metrics(tmp_path / "det") if "operator_loss" in r]
+    ratios = [r["operator_loss"] / r["loss"] for r in epochs]
+    assert len(ratios) == 3 and 0 < ratios[0] < 1  # the increment varies less than the field
+    assert ratios == pytest.approx([ratios[0]] * 3, rel=1e-4)
+    assert results["operator_final_loss"] == epochs[-1]["operator_loss"]
+    # gaussian head: the objective is an NLL (may go negative); operator_loss stays an MSE
+    gauss = run_train(monkeypatch, tmp_path / "gauss", dict(TINY, head="gaussian"))
+    assert 0 < gauss["operator_final_loss"] < 1
 
 
 def test_nan_loss_stops_with_nonzero_status(tmp_path, monkeypatch, capsys):
