@@ -19,12 +19,24 @@ Stages, all seeded:
               hidden state of the text question (``infonce``). Linear warmup, then
               constant ``lr``. ``early_stopping`` watches val accuracy and, after
               ``patience`` evals without improvement, stops and restores the best.
+  5. baselines the seed's five inference baselines on the same test questions:
+              source-alone and target-alone (above), latent (the bridge), token-budget
+              (the frozen target reads only the last K question tokens, at their own
+              positions: the same prompt length as the K soft tokens), and cascade (the
+              source's text answer appended to the question, read by a copy of the
+              target fine-tuned for ``cascade_steps`` on the source's answers to the
+              training questions: the small target cannot follow a refinement prompt
+              zero-shot as an instruction-tuned Llama does).
 
 Logs per eval: acc (bridged exact match on test), val_acc, loss (train CE since last
 eval), nce (with infonce). Final: peak_acc, final_acc, degradation (= peak - final),
-source_acc, target_acc, kv_cache_bytes (target K/V cache for the soft prompt, one
-sequence), kv_cache_text_bytes (same for the text prompt), train_time (bridge stage),
-pretrain_time, params (translator), stopped_step.
+source_acc, target_acc, token_budget_acc, cascade_acc, kv_cache_bytes (target K/V cache
+for the soft prompt, one sequence), kv_cache_text_bytes (same for the text prompt),
+kv_cache_cascade_bytes (question + source answer), <method>_latency_ms for source,
+target, latent, token_budget and cascade (end-to-end greedy answering of the test
+questions in batches, milliseconds per question; latent and cascade include the
+source's pass), train_time (bridge stage), pretrain_time, cascade_time, params
+(translator), stopped_step.
 """
 
 from __future__ import annotations
@@ -89,6 +101,9 @@ DEFAULTS = {
     "patience": 5,
     "eval_interval": 50,
     "eval_examples": 1000,  # test questions scored per eval (all of val is used)
+    # cascade baseline: the target fine-tuned on [question, source's answer] -> answer
+    "cascade_steps": 300,
+    "cascade_lr": 3e-3,
     "seed": 0,
     "device": "auto",
 }
@@ -139,18 +154,18 @@ def main(argv: list[str] | None = None) -> dict:
     t_pre = time.perf_counter()
 
     def build_lm(prefix: str) -> DecoderLM:
-        max_len = max(q_len, cfg["soft_tokens"]) + a_len
+        max_len = max(q_len + a_len, cfg["soft_tokens"]) + a_len  # the cascade's prompt holds an answer
         return DecoderLM(
             VOCAB_SIZE, max_len, cfg[f"{prefix}_dim"], cfg[f"{prefix}_layers"], cfg[f"{prefix}_heads"]
         ).to(device)
 
     @torch.no_grad()
-    def decode_acc(lm: DecoderLM, prompts, answers: torch.Tensor) -> float:
+    def decode_acc(lm: DecoderLM, prompts, answers: torch.Tensor, start: int = 0) -> float:
         """Greedy exact-match accuracy of ``lm`` over batches of prompt embeddings."""
         preds = []
         for prompt in prompts:
             with autocast():
-                pred, _ = lm.generate(prompt, a_len)
+                pred, _ = lm.generate(prompt, a_len, start=start)
             preds.append(pred)
         return exact_match(torch.cat(preds), answers)
 
@@ -181,10 +196,15 @@ def main(argv: list[str] | None = None) -> dict:
             answers.append(pred)
         return torch.cat(states), torch.cat(answers)
 
+    t_source = time.perf_counter()
     hs_test, source_pred = source_states(test_eval)
+    source_time = time.perf_counter() - t_source
     source_acc = exact_match(source_pred, test_eval.answers)
+    t_alone = time.perf_counter()  # source-alone answering, without the hidden-state pass
+    decode_acc(source, text_prompts(source, test_eval), test_eval.answers)
+    source_alone_time = time.perf_counter() - t_alone
     print(f"source: loss {src_loss:.3f}, test exact match {source_acc:.3f}")
-    hs_train, hs_val = source_states(train)[0], source_states(val)[0]
+    (hs_train, source_train_pred), hs_val = source_states(train), source_states(val)[0]
 
     target = build_lm("target")
     tgt_loss = pretrain(
@@ -197,7 +217,9 @@ def main(argv: list[str] | None = None) -> dict:
         gen,
         autocast,
     )
+    t_target = time.perf_counter()
     target_acc = decode_acc(target, text_prompts(target, test_eval), test_eval.answers)
+    target_time = time.perf_counter() - t_target
     with torch.no_grad(), autocast():  # InfoNCE anchors: target's state at the question's end
         anchors = torch.cat([target(p)[0][:, -1].float() for p in text_prompts(target, train)])
     pretrain_time = time.perf_counter() - t_pre
@@ -264,14 +286,45 @@ def main(argv: list[str] | None = None) -> dict:
                 break
     if cfg["early_stopping"] and best_state is not None:
         translator.load_state_dict(best_state)
-    final_acc = bridge_acc(hs_test, test_eval.answers)
-    peak_acc = max(peak_acc, final_acc)
     train_time = time.perf_counter() - t0
+    t_latent = time.perf_counter()
+    final_acc = bridge_acc(hs_test, test_eval.answers)
+    latent_time = source_time + time.perf_counter() - t_latent
+    peak_acc = max(peak_acc, final_acc)
+
+    # ---- 5. token-budget and cascade baselines ------------------------------------------------
+    budget = min(cfg["soft_tokens"], q_len)  # the last K question tokens, where the target saw them
+    t_budget = time.perf_counter()
+    budget_prompts = (target.tok(q[:, q_len - budget :]) for q in test_eval.questions.split(512))
+    token_budget_acc = decode_acc(target, budget_prompts, test_eval.answers, start=q_len - budget)
+    budget_time = time.perf_counter() - t_budget
+
+    t_cascade = time.perf_counter()
+    cascade = copy.deepcopy(target).requires_grad_(True).train()
+    cascade_train = Split(torch.cat([train.questions, source_train_pred], dim=1), train.answers)
+    pretrain(
+        cascade,
+        lambda q, a: cascade.answer_loss(cascade.tok(q), a),
+        cascade_train,
+        cfg["cascade_steps"],
+        cfg["cascade_lr"],
+        cfg,
+        gen,
+        autocast,
+    )
+    cascade_time = time.perf_counter() - t_cascade
+    cascade_test = Split(torch.cat([test_eval.questions, source_pred], dim=1), test_eval.answers)
+    t_cascade = time.perf_counter()
+    cascade_acc = decode_acc(cascade, text_prompts(cascade, cascade_test), test_eval.answers)
+    cascade_latency = source_time + time.perf_counter() - t_cascade
+    print(f"baselines: token budget ({budget} tokens) {token_budget_acc:.3f}, cascade {cascade_acc:.3f}")
 
     # ---- K/V cache of the target for one prompt: K soft tokens vs the question text ----------
     with torch.no_grad(), autocast():
         _, _, soft_cache = target(translator(hs_test[:1]))
         _, _, text_cache = target(target.tok(test_eval.questions[:1]))
+        _, _, cascade_cache = cascade(cascade.tok(cascade_test.questions[:1]))
+    per_question_ms = 1000 / len(test_eval)
 
     final = {
         "peak_acc": peak_acc,
@@ -279,10 +332,19 @@ def main(argv: list[str] | None = None) -> dict:
         "degradation": peak_acc - final_acc,
         "source_acc": source_acc,
         "target_acc": target_acc,
+        "token_budget_acc": token_budget_acc,
+        "cascade_acc": cascade_acc,
         "kv_cache_bytes": cache_bytes(soft_cache),
         "kv_cache_text_bytes": cache_bytes(text_cache),
+        "kv_cache_cascade_bytes": cache_bytes(cascade_cache),
+        "source_latency_ms": source_alone_time * per_question_ms,
+        "target_latency_ms": target_time * per_question_ms,
+        "latent_latency_ms": latent_time * per_question_ms,
+        "token_budget_latency_ms": budget_time * per_question_ms,
+        "cascade_latency_ms": cascade_latency * per_question_ms,
         "train_time": train_time,
         "pretrain_time": pretrain_time,
+        "cascade_time": cascade_time,
         "params": params,
         "stopped_step": step,
     }

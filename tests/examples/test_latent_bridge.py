@@ -35,6 +35,7 @@ TOY = {
     "batch_size": 32,
     "eval_interval": 5,
     "eval_examples": 100,
+    "cascade_steps": 30,
     "device": "cpu",
 }
 FINAL = (
@@ -47,6 +48,14 @@ FINAL = (
     "kv_cache_text_bytes",
     "train_time",
     "params",
+    "token_budget_acc",
+    "cascade_acc",
+    "kv_cache_cascade_bytes",
+    "source_latency_ms",
+    "target_latency_ms",
+    "latent_latency_ms",
+    "token_budget_latency_ms",
+    "cascade_latency_ms",
 )
 
 
@@ -128,13 +137,37 @@ def test_main_logs_final_metrics_and_kv_cache_is_smaller(monkeypatch, tmp_path, 
 
     again, _ = run_main("b", seed=0, early_stopping=False)
     other, _ = run_main("c", seed=1, early_stopping=False)
-    same_keys = [k for k in FINAL if k != "train_time"]
+    same_keys = [k for k in FINAL if not k.endswith(("_time", "_latency_ms"))]
     assert {k: again[k] for k in same_keys} == {k: final[k] for k in same_keys}
     assert (other["source_acc"], other["target_acc"], other["final_acc"]) != (
         final["source_acc"],
         final["target_acc"],
         final["final_acc"],
     )
+
+
+def test_inference_baselines_token_budget_and_cascade(monkeypatch, tmp_path, run_main):
+    final, _ = run_main("budget", soft_tokens=3, early_stopping=False)
+    for name in ("token_budget_acc", "cascade_acc"):
+        assert 0 <= final[name] <= 1
+    # the cascade prompt is the 6-token question plus the source's 3-token answer
+    assert final["kv_cache_cascade_bytes"] * 6 == final["kv_cache_text_bytes"] * 9
+    assert all(final[f"{m}_latency_ms"] > 0 for m in ("source", "target", "latent", "token_budget", "cascade"))
+    # a budget as long as the question is the full text prompt: target-alone, exactly
+    full, _ = run_main("full", soft_tokens=6, early_stopping=False)
+    assert full["token_budget_acc"] == full["target_acc"]
+
+
+def test_generate_from_an_offset_matches_the_prompt_at_those_positions():
+    torch.manual_seed(0)
+    lm = DecoderLM(VOCAB_SIZE, max_len=12, dim=16, layers=1, heads=4).eval()
+    ids = torch.randint(VOCAB_SIZE, (3, 6))
+    tokens, _ = lm.generate(lm.tok(ids[:, 2:]), answer_len=3, start=2)
+    with torch.no_grad():
+        _, logits, _ = lm(lm.tok(ids[:, 2:]), start=2)
+    assert torch.equal(tokens[:, 0], logits[:, -1].argmax(-1))
+    with torch.no_grad():  # the offset matters: the same tokens at positions 0.. differ
+        assert not torch.equal(logits, lm(lm.tok(ids[:, 2:]))[1])
 
 
 def test_early_stopping_restores_the_best_validation_model(monkeypatch, tmp_path, run_main):
