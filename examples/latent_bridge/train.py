@@ -35,8 +35,8 @@ for the soft prompt, one sequence), kv_cache_text_bytes (same for the text promp
 kv_cache_cascade_bytes (question + source answer), <method>_latency_ms for source,
 target, latent, token_budget and cascade (end-to-end greedy answering of the test
 questions in batches, milliseconds per question; latent and cascade include the
-source's pass), train_time (bridge stage), pretrain_time, cascade_time, params
-(translator), stopped_step.
+source's pass), train_time (bridge stage), pretrain_time, cascade_time, peak_mem_mb
+(CUDA peak allocated, else the process's peak RSS), params (translator), stopped_step.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ import time
 import torch
 
 import studyc
-from examples._common import check_finite, count_params, load_config, seed_everything, setup_device
+from examples._common import check_finite, count_params, load_config, peak_mem_mb, seed_everything, setup_device
 from examples.latent_bridge.data import VOCAB_SIZE, Split, make_splits
 from examples.latent_bridge.models import (
     DecoderLM,
@@ -345,6 +345,7 @@ def main(argv: list[str] | None = None) -> dict:
         "train_time": train_time,
         "pretrain_time": pretrain_time,
         "cascade_time": cascade_time,
+        "peak_mem_mb": peak_mem_mb(device),
         "params": params,
         "stopped_step": step,
     }

@@ -34,8 +34,9 @@ With ``mode: both`` only the finals are logged, each prefixed with its mode
 (baseline_total_time, ...), plus the comparison: speedup, throughput_gain,
 loss_difference and all_criteria_met (1 or 0).
 
-In its run directory (when studyc gives one) a run writes ``COMPARISON_FILE`` in the
-seed's layout: a section per mode trained (total_time, avg_epoch_time, final_loss,
+In its run directory (when studyc gives one) a run saves each mode's trained model as
+``checkpoints/<mode>.pt`` (model and optimizer state, config, epochs, final loss, total
+time) and writes ``COMPARISON_FILE`` in the seed's layout: a section per mode trained (total_time, avg_epoch_time, final_loss,
 per-epoch losses, throughput, params) and, when both modes were trained, the comparison
 with all_criteria_met.
 """
@@ -222,6 +223,11 @@ def train(cfg: dict, mode: str, log: bool = True) -> tuple[dict, list[float]]:
         "peak_mem_mb": peak_mem_mb(device),
         "cpu_time": cpu_time,  # process CPU seconds in the timed epochs (robust to a busy host)
     }
+    ckpt_dir = studyc.checkpoint_dir()
+    if ckpt_dir is not None:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg,
+                 "epochs": cfg["epochs"], "final_loss": final_loss, "total_time": total_time}
+        torch.save(state, ckpt_dir / f"{mode}.pt")
     if log:
         studyc.log(step=step, **final)
     print(f"{mode} final: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()))

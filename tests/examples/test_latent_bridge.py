@@ -56,6 +56,7 @@ FINAL = (
     "latent_latency_ms",
     "token_budget_latency_ms",
     "cascade_latency_ms",
+    "peak_mem_mb",
 )
 
 

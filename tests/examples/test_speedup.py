@@ -155,6 +155,11 @@ def test_mode_both_trains_baseline_then_optimized_and_judges_the_seed_criteria(t
     report = json.loads((tmp_path / "both" / trainer.COMPARISON_FILE).read_text())
     base, opt, verdict = report["baseline"], report["optimized"], report["comparison"]
     assert len(base["losses"]) == len(opt["losses"]) == TOY["epochs"]
+    for mode in ("baseline", "optimized"):  # both trained models saved, as the seed's script does
+        ckpt = torch.load(tmp_path / "both" / "checkpoints" / f"{mode}.pt", weights_only=False)
+        assert ckpt["final_loss"] == report[mode]["final_loss"] and ckpt["epochs"] == TOY["epochs"]
+        assert set(ckpt["model"]) == set(GPT(ModelConfig(vocab_size=9, block_size=16, n_layer=1, n_head=2,
+                                                         n_embd=32)).state_dict())
     speedup = 1 - opt["total_time"] / base["total_time"]
     gain = opt["throughput"] / base["throughput"] - 1
     difference = abs(opt["final_loss"] - base["final_loss"])
