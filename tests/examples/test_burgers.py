@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:  # `examples` is not an installed package
 torch = pytest.importorskip("torch")
 
 from examples.burgers import model as model_mod  # noqa: E402
-from examples.burgers import solver, train  # noqa: E402
+from examples.burgers import evaluate, solver, train  # noqa: E402
 
 FINAL_METRICS = {
     "operator_final_loss",
@@ -55,7 +55,7 @@ TINY = {
 def _isolated(monkeypatch, tmp_path):
     torch.set_num_threads(1)
     monkeypatch.setenv("STUDYC_CACHE", str(tmp_path / "cache"))
-    for name in ("STUDYC_CONFIG", "STUDYC_RUN_DIR", "STUDYC_SEED", "STUDYC_CPUS"):
+    for name in ("STUDYC_CONFIG", "STUDYC_RUN_DIR", "STUDYC_SEED", "STUDYC_CPUS", "STUDYC_SOURCE_RUN_DIR"):
         monkeypatch.delenv(name, raising=False)
     yield
 
@@ -271,3 +271,32 @@ def test_nan_loss_stops_with_nonzero_status(tmp_path, monkeypatch, capsys):
     assert "loss became" in capsys.readouterr().err
     last = read_metrics(tmp_path / "run")[-1]
     assert math.isnan(last["loss"])
+
+
+def run_evaluate(monkeypatch, run_dir: Path, source: Path, config: dict) -> dict:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("STUDYC_CONFIG", str(run_dir / "config.json"))
+    monkeypatch.setenv("STUDYC_RUN_DIR", str(run_dir))
+    monkeypatch.setenv("STUDYC_SOURCE_RUN_DIR", str(source))
+    return evaluate.main([])
+
+
+def test_evaluate_scores_the_trained_checkpoint_without_training(tmp_path, monkeypatch):
+    cfg = dict(TINY, head="gaussian", ema=0.9)
+    trained = run_train(monkeypatch, tmp_path / "train", cfg)
+    # the same held-out set: exactly the trainer's final metrics, from the checkpoint alone
+    same = run_evaluate(monkeypatch, tmp_path / "same", tmp_path / "train", {"n_test": TINY["n_test"]})
+    assert same == pytest.approx(trained, rel=1e-6)
+    assert read_metrics(tmp_path / "same")[-1]["step"] == TINY["epochs"]
+    # full-eval: more trajectories, the model's own settings (an evaluation config cannot change them)
+    full = run_evaluate(monkeypatch, tmp_path / "full", tmp_path / "train", {"n_test": 12, "tokens": 99})
+    assert full["params"] == trained["params"] and full["train_time"] == trained["train_time"]
+    assert full["nrmse"] != trained["nrmse"] and all(math.isfinite(v) for v in full.values())
+
+
+def test_evaluate_without_a_checkpoint_says_what_is_missing(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit, match="no run to evaluate"):
+        evaluate.main([])
+    with pytest.raises(SystemExit, match="saved no checkpoint"):
+        run_evaluate(monkeypatch, tmp_path / "eval", tmp_path / "missing", {})
