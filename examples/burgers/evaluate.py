@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg.update({k: ours[k] for k in EVAL_KEYS if k in ours})
     if os.environ.get("STUDYC_CPUS"):
         torch.set_num_threads(max(1, int(os.environ["STUDYC_CPUS"])))
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg["device"] == "auto" else cfg["device"])
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if cfg["device"] == "auto" else cfg["device"])
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     def autocast():

@@ -19,7 +19,9 @@ Stages, all seeded:
               hidden state of the text question (``infonce``). Linear warmup, then
               constant ``lr``. ``early_stopping`` watches val accuracy and, after
               ``patience`` evals without improvement, stops and restores the best.
-  5. baselines the seed's five inference baselines on the same test questions:
+  5. baselines the seed's five inference baselines on the same test questions
+              (``examples.latent_bridge.benchmark``, which also runs them again on a
+              finished run's saved models, as an evaluation stage):
               source-alone and target-alone (above), latent (the bridge), token-budget
               (the frozen target reads only the last K question tokens, at their own
               positions: the same prompt length as the K soft tokens), and cascade (the
@@ -37,6 +39,8 @@ target, latent, token_budget and cascade (end-to-end greedy answering of the tes
 questions in batches, milliseconds per question; latent and cascade include the
 source's pass), train_time (bridge stage), pretrain_time, cascade_time, peak_mem_mb
 (CUDA peak allocated, else the process's peak RSS), params (translator), stopped_step.
+With a run directory the trained source, target, translator and cascade are saved to
+``checkpoints/bridge.pt`` with the config.
 """
 
 from __future__ import annotations
@@ -49,15 +53,17 @@ import torch
 
 import studyc
 from examples._common import check_finite, count_params, load_config, peak_mem_mb, seed_everything, setup_device
-from examples.latent_bridge.data import VOCAB_SIZE, Split, make_splits
-from examples.latent_bridge.models import (
-    DecoderLM,
-    Translator,
-    cache_bytes,
-    exact_match,
-    infonce,
-    warmup_lr,
+from examples.latent_bridge.benchmark import (
+    CHECKPOINT,
+    benchmark,
+    build_lm,
+    decode_acc,
+    source_states,
+    text_prompts,
+    translator_for,
 )
+from examples.latent_bridge.data import Split, make_splits
+from examples.latent_bridge.models import exact_match, infonce, warmup_lr
 
 DEFAULTS = {
     # data
@@ -153,26 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     # ---- 2. source and 3. target: two different decoder LMs, pre-trained on the text ----
     t_pre = time.perf_counter()
 
-    def build_lm(prefix: str) -> DecoderLM:
-        max_len = max(q_len + a_len, cfg["soft_tokens"]) + a_len  # the cascade's prompt holds an answer
-        return DecoderLM(
-            VOCAB_SIZE, max_len, cfg[f"{prefix}_dim"], cfg[f"{prefix}_layers"], cfg[f"{prefix}_heads"]
-        ).to(device)
-
-    @torch.no_grad()
-    def decode_acc(lm: DecoderLM, prompts, answers: torch.Tensor, start: int = 0) -> float:
-        """Greedy exact-match accuracy of ``lm`` over batches of prompt embeddings."""
-        preds = []
-        for prompt in prompts:
-            with autocast():
-                pred, _ = lm.generate(prompt, a_len, start=start)
-            preds.append(pred)
-        return exact_match(torch.cat(preds), answers)
-
-    def text_prompts(lm: DecoderLM, split: Split):
-        return (lm.tok(q) for q in split.questions.split(512))
-
-    source = build_lm("source")
+    source = build_lm(cfg, "source", q_len, a_len).to(device)
     src_loss = pretrain(
         source,
         lambda q, a: source.answer_loss(source.tok(q), a),
@@ -184,29 +171,12 @@ def main(argv: list[str] | None = None) -> dict:
         autocast,
     )
 
-    @torch.no_grad()
-    def source_states(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
-        """The frozen source reads each question and writes its own greedy answer; returns
-        its final hidden states over [question, its answer] (computed once) and the answer."""
-        states, answers = [], []
-        for q in split.questions.split(512):
-            with autocast():
-                pred, _ = source.generate(source.tok(q), a_len)
-                states.append(source(source.tok(torch.cat([q, pred], dim=1)))[0].float())
-            answers.append(pred)
-        return torch.cat(states), torch.cat(answers)
+    hs_test, source_pred = source_states(source, test_eval.questions, a_len, autocast)
+    print(f"source: loss {src_loss:.3f}, test exact match {exact_match(source_pred, test_eval.answers):.3f}")
+    hs_train, source_train_pred = source_states(source, train.questions, a_len, autocast)
+    hs_val = source_states(source, val.questions, a_len, autocast)[0]
 
-    t_source = time.perf_counter()
-    hs_test, source_pred = source_states(test_eval)
-    source_time = time.perf_counter() - t_source
-    source_acc = exact_match(source_pred, test_eval.answers)
-    t_alone = time.perf_counter()  # source-alone answering, without the hidden-state pass
-    decode_acc(source, text_prompts(source, test_eval), test_eval.answers)
-    source_alone_time = time.perf_counter() - t_alone
-    print(f"source: loss {src_loss:.3f}, test exact match {source_acc:.3f}")
-    (hs_train, source_train_pred), hs_val = source_states(train), source_states(val)[0]
-
-    target = build_lm("target")
+    target = build_lm(cfg, "target", q_len, a_len).to(device)
     tgt_loss = pretrain(
         target,
         lambda q, a: target.answer_loss(target.tok(q), a),
@@ -217,25 +187,20 @@ def main(argv: list[str] | None = None) -> dict:
         gen,
         autocast,
     )
-    t_target = time.perf_counter()
-    target_acc = decode_acc(target, text_prompts(target, test_eval), test_eval.answers)
-    target_time = time.perf_counter() - t_target
     with torch.no_grad(), autocast():  # InfoNCE anchors: target's state at the question's end
-        anchors = torch.cat([target(p)[0][:, -1].float() for p in text_prompts(target, train)])
+        anchors = torch.cat([target(p)[0][:, -1].float() for p in text_prompts(target, train.questions)])
     pretrain_time = time.perf_counter() - t_pre
-    print(f"target: loss {tgt_loss:.3f}, text-prompt test exact match {target_acc:.3f} ({pretrain_time:.1f}s)")
+    print(f"target: loss {tgt_loss:.3f} ({pretrain_time:.1f}s)")
 
     # ---- 4. bridge: train the translator only -------------------------------------------------
-    translator = Translator(
-        cfg["source_dim"], cfg["target_dim"], cfg["soft_tokens"], cfg["depth"], cfg["bottleneck"], cfg["heads"]
-    ).to(device)
+    translator = translator_for(cfg).to(device)
     params = count_params(translator)
     optimizer = torch.optim.AdamW(translator.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
 
     def bridge_acc(states: torch.Tensor, answers: torch.Tensor) -> float:
         translator.eval()
         with torch.no_grad(), autocast():
-            acc = decode_acc(target, (translator(h) for h in states.split(512)), answers)
+            acc = decode_acc(target, (translator(h) for h in states.split(512)), answers, a_len, autocast)
         translator.train()
         return acc
 
@@ -287,18 +252,8 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg["early_stopping"] and best_state is not None:
         translator.load_state_dict(best_state)
     train_time = time.perf_counter() - t0
-    t_latent = time.perf_counter()
-    final_acc = bridge_acc(hs_test, test_eval.answers)
-    latent_time = source_time + time.perf_counter() - t_latent
-    peak_acc = max(peak_acc, final_acc)
 
-    # ---- 5. token-budget and cascade baselines ------------------------------------------------
-    budget = min(cfg["soft_tokens"], q_len)  # the last K question tokens, where the target saw them
-    t_budget = time.perf_counter()
-    budget_prompts = (target.tok(q[:, q_len - budget :]) for q in test_eval.questions.split(512))
-    token_budget_acc = decode_acc(target, budget_prompts, test_eval.answers, start=q_len - budget)
-    budget_time = time.perf_counter() - t_budget
-
+    # ---- 5. the cascade baseline's refiner: the target fine-tuned on the source's answers ----
     t_cascade = time.perf_counter()
     cascade = copy.deepcopy(target).requires_grad_(True).train()
     cascade_train = Split(torch.cat([train.questions, source_train_pred], dim=1), train.answers)
@@ -313,35 +268,17 @@ def main(argv: list[str] | None = None) -> dict:
         autocast,
     )
     cascade_time = time.perf_counter() - t_cascade
-    cascade_test = Split(torch.cat([test_eval.questions, source_pred], dim=1), test_eval.answers)
-    t_cascade = time.perf_counter()
-    cascade_acc = decode_acc(cascade, text_prompts(cascade, cascade_test), test_eval.answers)
-    cascade_latency = source_time + time.perf_counter() - t_cascade
-    print(f"baselines: token budget ({budget} tokens) {token_budget_acc:.3f}, cascade {cascade_acc:.3f}")
 
-    # ---- K/V cache of the target for one prompt: K soft tokens vs the question text ----------
-    with torch.no_grad(), autocast():
-        _, _, soft_cache = target(translator(hs_test[:1]))
-        _, _, text_cache = target(target.tok(test_eval.questions[:1]))
-        _, _, cascade_cache = cascade(cascade.tok(cascade_test.questions[:1]))
-    per_question_ms = 1000 / len(test_eval)
-
+    # ---- the five inference baselines (Ablation 4) on the test questions --------------------
+    bench = benchmark(source, target, translator, cascade, test_eval, autocast)
+    print(", ".join(f"{k} {bench[k]:.3f}" for k in ("source_acc", "target_acc", "final_acc", "token_budget_acc",
+                                                     "cascade_acc")))
+    peak_acc = max(peak_acc, bench["final_acc"])
     final = {
         "peak_acc": peak_acc,
-        "final_acc": final_acc,
-        "degradation": peak_acc - final_acc,
-        "source_acc": source_acc,
-        "target_acc": target_acc,
-        "token_budget_acc": token_budget_acc,
-        "cascade_acc": cascade_acc,
-        "kv_cache_bytes": cache_bytes(soft_cache),
-        "kv_cache_text_bytes": cache_bytes(text_cache),
-        "kv_cache_cascade_bytes": cache_bytes(cascade_cache),
-        "source_latency_ms": source_alone_time * per_question_ms,
-        "target_latency_ms": target_time * per_question_ms,
-        "latent_latency_ms": latent_time * per_question_ms,
-        "token_budget_latency_ms": budget_time * per_question_ms,
-        "cascade_latency_ms": cascade_latency * per_question_ms,
+        "final_acc": bench["final_acc"],
+        "degradation": peak_acc - bench["final_acc"],
+        **bench,
         "train_time": train_time,
         "pretrain_time": pretrain_time,
         "cascade_time": cascade_time,
@@ -349,6 +286,11 @@ def main(argv: list[str] | None = None) -> dict:
         "params": params,
         "stopped_step": step,
     }
+    ckpt_dir = studyc.checkpoint_dir()
+    if ckpt_dir is not None:  # what the benchmark needs to run again, as an evaluation stage
+        models = {"source": source, "target": target, "translator": translator, "cascade": cascade}
+        state = {name: m.state_dict() for name, m in models.items()}
+        torch.save({**state, "config": cfg, "step": step}, ckpt_dir / CHECKPOINT)
     studyc.log(step=step, **final)
     print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
     return final

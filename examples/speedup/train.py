@@ -36,9 +36,9 @@ loss_difference and all_criteria_met (1 or 0).
 
 In its run directory (when studyc gives one) a run saves each mode's trained model as
 ``checkpoints/<mode>.pt`` (model and optimizer state, config, epochs, final loss, total
-time) and writes ``COMPARISON_FILE`` in the seed's layout: a section per mode trained (total_time, avg_epoch_time, final_loss,
-per-epoch losses, throughput, params) and, when both modes were trained, the comparison
-with all_criteria_met.
+time) and writes ``COMPARISON_FILE`` in the seed's layout: a section per mode trained
+(total_time, avg_epoch_time, final_loss, per-epoch losses, throughput, params) and, when
+both modes were trained, the comparison with all_criteria_met.
 """
 
 from __future__ import annotations

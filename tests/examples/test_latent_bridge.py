@@ -138,7 +138,7 @@ def test_main_logs_final_metrics_and_kv_cache_is_smaller(monkeypatch, tmp_path, 
 
     again, _ = run_main("b", seed=0, early_stopping=False)
     other, _ = run_main("c", seed=1, early_stopping=False)
-    same_keys = [k for k in FINAL if not k.endswith(("_time", "_latency_ms"))]
+    same_keys = [k for k in FINAL if not k.endswith(("_time", "_latency_ms", "_mb"))]  # not clocks or RSS
     assert {k: again[k] for k in same_keys} == {k: final[k] for k in same_keys}
     assert (other["source_acc"], other["target_acc"], other["final_acc"]) != (
         final["source_acc"],
@@ -202,3 +202,23 @@ def test_nan_loss_exits_nonzero(monkeypatch, tmp_path, capsys, run_main):
         run_main("nan", steps=5)
     assert exc.value.code not in (0, None)
     assert "nan" in capsys.readouterr().err.lower()
+
+
+def test_benchmark_reruns_the_five_baselines_from_the_saved_models(monkeypatch, tmp_path, run_main):
+    from examples.latent_bridge import benchmark
+
+    trained, _ = run_main("train", early_stopping=False)
+    assert (tmp_path / "train" / "checkpoints" / benchmark.CHECKPOINT).exists()
+    monkeypatch.setenv("STUDYC_SOURCE_RUN_DIR", str(tmp_path / "train"))
+    monkeypatch.setenv("STUDYC_RUN_DIR", str(tmp_path / "bench"))
+    again = benchmark.main([])
+    # the same models on the same test questions: the same answers, caches and accuracies
+    for name in ("source_acc", "target_acc", "final_acc", "token_budget_acc", "cascade_acc",
+                 "kv_cache_bytes", "kv_cache_text_bytes", "kv_cache_cascade_bytes"):
+        assert again[name] == trained[name], name
+    assert all(again[f"{m}_latency_ms"] > 0 for m in ("source", "target", "latent", "token_budget", "cascade"))
+    monkeypatch.delenv("STUDYC_SOURCE_RUN_DIR")
+    with pytest.raises(SystemExit, match="no run to benchmark"):
+        benchmark.main([])
+    with pytest.raises(SystemExit, match="saved no models"):
+        benchmark.main(["--source", str(tmp_path / "nowhere")])
