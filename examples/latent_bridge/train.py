@@ -40,14 +40,19 @@ questions in batches, milliseconds per question; latent and cascade include the
 source's pass), train_time (bridge stage), pretrain_time, cascade_time, peak_mem_mb
 (CUDA peak allocated, else the process's peak RSS), params (translator), stopped_step.
 With a run directory the trained source, target, translator and cascade are saved to
-``checkpoints/bridge.pt`` with the config.
+``checkpoints/bridge.pt`` with the config. Pre-trained source and target LMs are
+remembered under $STUDYC_CACHE/latent_bridge (``cache``; see ``pretrain_lm``): arms that
+share them, as most of seed 001's do, pre-train them once.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -63,7 +68,7 @@ from examples.latent_bridge.benchmark import (
     translator_for,
 )
 from examples.latent_bridge.data import Split, make_splits
-from examples.latent_bridge.models import exact_match, infonce, warmup_lr
+from examples.latent_bridge.models import DecoderLM, exact_match, infonce, warmup_lr
 
 DEFAULTS = {
     # data
@@ -110,6 +115,7 @@ DEFAULTS = {
     # cascade baseline: the target fine-tuned on [question, source's answer] -> answer
     "cascade_steps": 300,
     "cascade_lr": 3e-3,
+    "cache": True,  # remember pre-trained LMs (see pretrain_lm) under $STUDYC_CACHE/latent_bridge
     "seed": 0,
     "device": "auto",
 }
@@ -139,6 +145,42 @@ def pretrain(
     return sum(recent) / max(1, len(recent))
 
 
+def cache_dir() -> Path:
+    base = os.environ.get("STUDYC_CACHE")
+    return Path(base) / "latent_bridge" if base else Path.home() / ".cache" / "studyc" / "latent_bridge"
+
+
+def pretrain_lm(
+    lm: DecoderLM, split: Split, steps: int, lr: float, cfg: dict, gen: torch.Generator, autocast
+) -> float:
+    """``pretrain`` of a text LM on question -> answer, remembered on disk when ``cache`` is on.
+
+    The key hashes every input of the computation (the initial weights, the data, the
+    generator's state, the settings, the device and torch version), and a hit restores
+    the trained weights and the generator's state after training, so a run that hits the
+    cache computes exactly what it would have: arms that share their LMs (the same data,
+    seed and LM settings) pre-train them once.
+    """
+    settings = (steps, lr, cfg["pretrain_batch"], str(split.questions.device), torch.__version__)
+    key = hashlib.sha256(repr(settings).encode())
+    for t in (*lm.state_dict().values(), split.questions, split.answers, gen.get_state()):
+        key.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    path = cache_dir() / f"lm_{key.hexdigest()[:40]}.pt"
+    if cfg["cache"] and path.exists():
+        saved = torch.load(path, map_location=split.questions.device, weights_only=True)
+        lm.load_state_dict(saved["state"])
+        gen.set_state(saved["gen"])
+        lm.eval().requires_grad_(False)
+        return float(saved["loss"])
+    loss = pretrain(lm, lambda q, a: lm.answer_loss(lm.tok(q), a), split, steps, lr, cfg, gen, autocast)
+    if cfg["cache"]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({"state": lm.state_dict(), "gen": gen.get_state(), "loss": loss}, tmp)
+        os.replace(tmp, path)  # atomic: a run reading it sees all of it or none
+    return loss
+
+
 def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(DEFAULTS, argv)
     seed = int(cfg["seed"])
@@ -160,16 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     t_pre = time.perf_counter()
 
     source = build_lm(cfg, "source", q_len, a_len).to(device)
-    src_loss = pretrain(
-        source,
-        lambda q, a: source.answer_loss(source.tok(q), a),
-        train,
-        cfg["source_steps"],
-        cfg["source_lr"],
-        cfg,
-        gen,
-        autocast,
-    )
+    src_loss = pretrain_lm(source, train, cfg["source_steps"], cfg["source_lr"], cfg, gen, autocast)
 
     hs_test, source_pred = source_states(source, test_eval.questions, a_len, autocast)
     print(f"source: loss {src_loss:.3f}, test exact match {exact_match(source_pred, test_eval.answers):.3f}")
@@ -177,16 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     hs_val = source_states(source, val.questions, a_len, autocast)[0]
 
     target = build_lm(cfg, "target", q_len, a_len).to(device)
-    tgt_loss = pretrain(
-        target,
-        lambda q, a: target.answer_loss(target.tok(q), a),
-        train,
-        cfg["target_steps"],
-        cfg["target_lr"],
-        cfg,
-        gen,
-        autocast,
-    )
+    tgt_loss = pretrain_lm(target, train, cfg["target_steps"], cfg["target_lr"], cfg, gen, autocast)
     with torch.no_grad(), autocast():  # InfoNCE anchors: target's state at the question's end
         anchors = torch.cat([target(p)[0][:, -1].float() for p in text_prompts(target, train.questions)])
     pretrain_time = time.perf_counter() - t_pre

@@ -17,6 +17,11 @@ from examples.latent_bridge.models import DecoderLM, Translator, cache_bytes, in
 
 torch.set_num_threads(1)
 
+
+@pytest.fixture(autouse=True)
+def _own_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("STUDYC_CACHE", str(tmp_path / "cache"))
+
 TOY = {
     "num_examples": 600,
     "source_dim": 32,
@@ -222,3 +227,18 @@ def test_benchmark_reruns_the_five_baselines_from_the_saved_models(monkeypatch, 
         benchmark.main([])
     with pytest.raises(SystemExit, match="saved no models"):
         benchmark.main(["--source", str(tmp_path / "nowhere")])
+
+
+def test_pretrained_lms_are_remembered_and_a_hit_computes_the_same_run(monkeypatch, tmp_path, run_main):
+    cold, _ = run_main("cold", early_stopping=False)
+    cached = sorted((tmp_path / "cache" / "latent_bridge").glob("lm_*.pt"))
+    assert len(cached) == 2  # the source and the target
+    warm, _ = run_main("warm", early_stopping=False)
+    assert sorted((tmp_path / "cache" / "latent_bridge").glob("lm_*.pt")) == cached  # both hit
+    off, _ = run_main("off", early_stopping=False, cache=False)
+    keys = [k for k in FINAL if not k.endswith(("_time", "_latency_ms", "_mb"))]
+    assert {k: warm[k] for k in keys} == {k: cold[k] for k in keys} == {k: off[k] for k in keys}
+    # another arm sharing the LMs (a different translator) hits them; another seed does not
+    run_main("other_arm", early_stopping=False, soft_tokens=2)
+    run_main("other_seed", early_stopping=False, seed=1)
+    assert len(list((tmp_path / "cache" / "latent_bridge").glob("lm_*.pt"))) == 4
