@@ -8,7 +8,10 @@ each file split 90/10 into train/validation. ``phase_layer`` picks the block who
 attention is replaced by Kuramoto phase-coupled attention (-1 or null: plain baseline).
 
 Logs per eval: loss (train, mean since the last eval), val_loss, val_ppl, order_r (only
-when a phase layer exists). Final: val_ppl, val_loss, order_r, train_time, params.
+when a phase layer exists). With a phase layer, order_r_init (step 0): R of the untrained
+model on the same validation windows - the synchronisation that K and the oscillator
+count give before anything is learned (seed 004's "expected from parameters alone").
+Final: val_ppl, val_loss, order_r, order_r_init, train_time, params.
 """
 
 from __future__ import annotations
@@ -118,6 +121,12 @@ def main(argv: list[str] | None = None) -> dict:
     label = "baseline" if phase_layer is None else f"phase layer {phase_layer}, K={cfg['coupling']}"
     print(f"model: {params:,} parameters ({label}) on {device}")
 
+    order_r_init = float("nan")
+    if phase_layer is not None:  # R before training: what the coupling alone produces
+        _, order_r_init = evaluate(model, val, cfg, device, autocast)
+        studyc.log(step=0, order_r_init=order_r_init)
+        print(f"untrained: R {order_r_init:.3f}")
+
     # ---- training loop ------------------------------------------------------------------
     batch_gen = torch.Generator().manual_seed(int(cfg["seed"]))
     t0 = time.perf_counter()
@@ -156,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     final = {"val_ppl": math.exp(val_loss), "val_loss": val_loss, "train_time": train_time, "params": params}
     if phase_layer is not None:
-        final["order_r"] = order_r
+        final.update(order_r=order_r, order_r_init=order_r_init)
     studyc.log(step=cfg["steps"], **final)
     print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
     return final

@@ -116,12 +116,13 @@ class DecoderLM(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), answers.reshape(-1))
 
     @torch.no_grad()
-    def generate(self, prompt: torch.Tensor, answer_len: int) -> tuple[torch.Tensor, KVCache]:
-        """Greedy decoding with a K/V cache; returns (tokens (B, answer_len), prefill cache)."""
-        _, logits, cache = self(prompt)
+    def generate(self, prompt: torch.Tensor, answer_len: int, start: int = 0) -> tuple[torch.Tensor, KVCache]:
+        """Greedy decoding with a K/V cache, the prompt at positions ``start``..; returns
+        (tokens (B, answer_len), prefill cache)."""
+        _, logits, cache = self(prompt, start=start)
         prefill_cache = cache
         out = [logits[:, -1].argmax(-1)]
-        pos = prompt.size(1)
+        pos = start + prompt.size(1)
         for _ in range(answer_len - 1):
             _, logits, cache = self(self.tok(out[-1])[:, None], start=pos, cache=cache)
             out.append(logits[:, -1].argmax(-1))

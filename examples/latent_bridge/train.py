@@ -19,33 +19,56 @@ Stages, all seeded:
               hidden state of the text question (``infonce``). Linear warmup, then
               constant ``lr``. ``early_stopping`` watches val accuracy and, after
               ``patience`` evals without improvement, stops and restores the best.
+  5. baselines the seed's five inference baselines on the same test questions
+              (``examples.latent_bridge.benchmark``, which also runs them again on a
+              finished run's saved models, as an evaluation stage):
+              source-alone and target-alone (above), latent (the bridge), token-budget
+              (the frozen target reads only the last K question tokens, at their own
+              positions: the same prompt length as the K soft tokens), and cascade (the
+              source's text answer appended to the question, read by a copy of the
+              target fine-tuned for ``cascade_steps`` on the source's answers to the
+              training questions: the small target cannot follow a refinement prompt
+              zero-shot as an instruction-tuned Llama does).
 
 Logs per eval: acc (bridged exact match on test), val_acc, loss (train CE since last
 eval), nce (with infonce). Final: peak_acc, final_acc, degradation (= peak - final),
-source_acc, target_acc, kv_cache_bytes (target K/V cache for the soft prompt, one
-sequence), kv_cache_text_bytes (same for the text prompt), train_time (bridge stage),
-pretrain_time, params (translator), stopped_step.
+source_acc, target_acc, token_budget_acc, cascade_acc, kv_cache_bytes (target K/V cache
+for the soft prompt, one sequence), kv_cache_text_bytes (same for the text prompt),
+kv_cache_cascade_bytes (question + source answer), <method>_latency_ms for source,
+target, latent, token_budget and cascade (end-to-end greedy answering of the test
+questions in batches, milliseconds per question; latent and cascade include the
+source's pass), train_time (bridge stage), pretrain_time, cascade_time, peak_mem_mb
+(CUDA peak allocated, else the process's peak RSS), params (translator), stopped_step.
+With a run directory the trained source, target, translator and cascade are saved to
+``checkpoints/bridge.pt`` with the config. Pre-trained source and target LMs are
+remembered under $STUDYC_CACHE/latent_bridge (``cache``; see ``pretrain_lm``): arms that
+share them, as most of seed 001's do, pre-train them once.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+import os
 import time
+from pathlib import Path
 
 import torch
 
 import studyc
-from examples._common import check_finite, count_params, load_config, seed_everything, setup_device
-from examples.latent_bridge.data import VOCAB_SIZE, Split, make_splits
-from examples.latent_bridge.models import (
-    DecoderLM,
-    Translator,
-    cache_bytes,
-    exact_match,
-    infonce,
-    warmup_lr,
+from examples._common import check_finite, count_params, load_config, peak_mem_mb, seed_everything, setup_device
+from examples.latent_bridge.benchmark import (
+    CHECKPOINT,
+    benchmark,
+    build_lm,
+    decode_acc,
+    source_states,
+    text_prompts,
+    translator_for,
 )
+from examples.latent_bridge.data import Split, make_splits
+from examples.latent_bridge.models import DecoderLM, exact_match, infonce, warmup_lr
 
 DEFAULTS = {
     # data
@@ -89,6 +112,10 @@ DEFAULTS = {
     "patience": 5,
     "eval_interval": 50,
     "eval_examples": 1000,  # test questions scored per eval (all of val is used)
+    # cascade baseline: the target fine-tuned on [question, source's answer] -> answer
+    "cascade_steps": 300,
+    "cascade_lr": 3e-3,
+    "cache": True,  # remember pre-trained LMs (see pretrain_lm) under $STUDYC_CACHE/latent_bridge
     "seed": 0,
     "device": "auto",
 }
@@ -118,6 +145,42 @@ def pretrain(
     return sum(recent) / max(1, len(recent))
 
 
+def cache_dir() -> Path:
+    base = os.environ.get("STUDYC_CACHE")
+    return Path(base) / "latent_bridge" if base else Path.home() / ".cache" / "studyc" / "latent_bridge"
+
+
+def pretrain_lm(
+    lm: DecoderLM, split: Split, steps: int, lr: float, cfg: dict, gen: torch.Generator, autocast
+) -> float:
+    """``pretrain`` of a text LM on question -> answer, remembered on disk when ``cache`` is on.
+
+    The key hashes every input of the computation (the initial weights, the data, the
+    generator's state, the settings, the device and torch version), and a hit restores
+    the trained weights and the generator's state after training, so a run that hits the
+    cache computes exactly what it would have: arms that share their LMs (the same data,
+    seed and LM settings) pre-train them once.
+    """
+    settings = (steps, lr, cfg["pretrain_batch"], str(split.questions.device), torch.__version__)
+    key = hashlib.sha256(repr(settings).encode())
+    for t in (*lm.state_dict().values(), split.questions, split.answers, gen.get_state()):
+        key.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    path = cache_dir() / f"lm_{key.hexdigest()[:40]}.pt"
+    if cfg["cache"] and path.exists():
+        saved = torch.load(path, map_location=split.questions.device, weights_only=True)
+        lm.load_state_dict(saved["state"])
+        gen.set_state(saved["gen"])
+        lm.eval().requires_grad_(False)
+        return float(saved["loss"])
+    loss = pretrain(lm, lambda q, a: lm.answer_loss(lm.tok(q), a), split, steps, lr, cfg, gen, autocast)
+    if cfg["cache"]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({"state": lm.state_dict(), "gen": gen.get_state(), "loss": loss}, tmp)
+        os.replace(tmp, path)  # atomic: a run reading it sees all of it or none
+    return loss
+
+
 def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(DEFAULTS, argv)
     seed = int(cfg["seed"])
@@ -138,82 +201,30 @@ def main(argv: list[str] | None = None) -> dict:
     # ---- 2. source and 3. target: two different decoder LMs, pre-trained on the text ----
     t_pre = time.perf_counter()
 
-    def build_lm(prefix: str) -> DecoderLM:
-        max_len = max(q_len, cfg["soft_tokens"]) + a_len
-        return DecoderLM(
-            VOCAB_SIZE, max_len, cfg[f"{prefix}_dim"], cfg[f"{prefix}_layers"], cfg[f"{prefix}_heads"]
-        ).to(device)
+    source = build_lm(cfg, "source", q_len, a_len).to(device)
+    src_loss = pretrain_lm(source, train, cfg["source_steps"], cfg["source_lr"], cfg, gen, autocast)
 
-    @torch.no_grad()
-    def decode_acc(lm: DecoderLM, prompts, answers: torch.Tensor) -> float:
-        """Greedy exact-match accuracy of ``lm`` over batches of prompt embeddings."""
-        preds = []
-        for prompt in prompts:
-            with autocast():
-                pred, _ = lm.generate(prompt, a_len)
-            preds.append(pred)
-        return exact_match(torch.cat(preds), answers)
+    hs_test, source_pred = source_states(source, test_eval.questions, a_len, autocast)
+    print(f"source: loss {src_loss:.3f}, test exact match {exact_match(source_pred, test_eval.answers):.3f}")
+    hs_train, source_train_pred = source_states(source, train.questions, a_len, autocast)
+    hs_val = source_states(source, val.questions, a_len, autocast)[0]
 
-    def text_prompts(lm: DecoderLM, split: Split):
-        return (lm.tok(q) for q in split.questions.split(512))
-
-    source = build_lm("source")
-    src_loss = pretrain(
-        source,
-        lambda q, a: source.answer_loss(source.tok(q), a),
-        train,
-        cfg["source_steps"],
-        cfg["source_lr"],
-        cfg,
-        gen,
-        autocast,
-    )
-
-    @torch.no_grad()
-    def source_states(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
-        """The frozen source reads each question and writes its own greedy answer; returns
-        its final hidden states over [question, its answer] (computed once) and the answer."""
-        states, answers = [], []
-        for q in split.questions.split(512):
-            with autocast():
-                pred, _ = source.generate(source.tok(q), a_len)
-                states.append(source(source.tok(torch.cat([q, pred], dim=1)))[0].float())
-            answers.append(pred)
-        return torch.cat(states), torch.cat(answers)
-
-    hs_test, source_pred = source_states(test_eval)
-    source_acc = exact_match(source_pred, test_eval.answers)
-    print(f"source: loss {src_loss:.3f}, test exact match {source_acc:.3f}")
-    hs_train, hs_val = source_states(train)[0], source_states(val)[0]
-
-    target = build_lm("target")
-    tgt_loss = pretrain(
-        target,
-        lambda q, a: target.answer_loss(target.tok(q), a),
-        train,
-        cfg["target_steps"],
-        cfg["target_lr"],
-        cfg,
-        gen,
-        autocast,
-    )
-    target_acc = decode_acc(target, text_prompts(target, test_eval), test_eval.answers)
+    target = build_lm(cfg, "target", q_len, a_len).to(device)
+    tgt_loss = pretrain_lm(target, train, cfg["target_steps"], cfg["target_lr"], cfg, gen, autocast)
     with torch.no_grad(), autocast():  # InfoNCE anchors: target's state at the question's end
-        anchors = torch.cat([target(p)[0][:, -1].float() for p in text_prompts(target, train)])
+        anchors = torch.cat([target(p)[0][:, -1].float() for p in text_prompts(target, train.questions)])
     pretrain_time = time.perf_counter() - t_pre
-    print(f"target: loss {tgt_loss:.3f}, text-prompt test exact match {target_acc:.3f} ({pretrain_time:.1f}s)")
+    print(f"target: loss {tgt_loss:.3f} ({pretrain_time:.1f}s)")
 
     # ---- 4. bridge: train the translator only -------------------------------------------------
-    translator = Translator(
-        cfg["source_dim"], cfg["target_dim"], cfg["soft_tokens"], cfg["depth"], cfg["bottleneck"], cfg["heads"]
-    ).to(device)
+    translator = translator_for(cfg).to(device)
     params = count_params(translator)
     optimizer = torch.optim.AdamW(translator.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
 
     def bridge_acc(states: torch.Tensor, answers: torch.Tensor) -> float:
         translator.eval()
         with torch.no_grad(), autocast():
-            acc = decode_acc(target, (translator(h) for h in states.split(512)), answers)
+            acc = decode_acc(target, (translator(h) for h in states.split(512)), answers, a_len, autocast)
         translator.train()
         return acc
 
@@ -264,28 +275,46 @@ def main(argv: list[str] | None = None) -> dict:
                 break
     if cfg["early_stopping"] and best_state is not None:
         translator.load_state_dict(best_state)
-    final_acc = bridge_acc(hs_test, test_eval.answers)
-    peak_acc = max(peak_acc, final_acc)
     train_time = time.perf_counter() - t0
 
-    # ---- K/V cache of the target for one prompt: K soft tokens vs the question text ----------
-    with torch.no_grad(), autocast():
-        _, _, soft_cache = target(translator(hs_test[:1]))
-        _, _, text_cache = target(target.tok(test_eval.questions[:1]))
+    # ---- 5. the cascade baseline's refiner: the target fine-tuned on the source's answers ----
+    t_cascade = time.perf_counter()
+    cascade = copy.deepcopy(target).requires_grad_(True).train()
+    cascade_train = Split(torch.cat([train.questions, source_train_pred], dim=1), train.answers)
+    pretrain(
+        cascade,
+        lambda q, a: cascade.answer_loss(cascade.tok(q), a),
+        cascade_train,
+        cfg["cascade_steps"],
+        cfg["cascade_lr"],
+        cfg,
+        gen,
+        autocast,
+    )
+    cascade_time = time.perf_counter() - t_cascade
 
+    # ---- the five inference baselines (Ablation 4) on the test questions --------------------
+    bench = benchmark(source, target, translator, cascade, test_eval, autocast)
+    print(", ".join(f"{k} {bench[k]:.3f}" for k in ("source_acc", "target_acc", "final_acc", "token_budget_acc",
+                                                     "cascade_acc")))
+    peak_acc = max(peak_acc, bench["final_acc"])
     final = {
         "peak_acc": peak_acc,
-        "final_acc": final_acc,
-        "degradation": peak_acc - final_acc,
-        "source_acc": source_acc,
-        "target_acc": target_acc,
-        "kv_cache_bytes": cache_bytes(soft_cache),
-        "kv_cache_text_bytes": cache_bytes(text_cache),
+        "final_acc": bench["final_acc"],
+        "degradation": peak_acc - bench["final_acc"],
+        **bench,
         "train_time": train_time,
         "pretrain_time": pretrain_time,
+        "cascade_time": cascade_time,
+        "peak_mem_mb": peak_mem_mb(device),
         "params": params,
         "stopped_step": step,
     }
+    ckpt_dir = studyc.checkpoint_dir()
+    if ckpt_dir is not None:  # what the benchmark needs to run again, as an evaluation stage
+        models = {"source": source, "target": target, "translator": translator, "cascade": cascade}
+        state = {name: m.state_dict() for name, m in models.items()}
+        torch.save({**state, "config": cfg, "step": step}, ckpt_dir / CHECKPOINT)
     studyc.log(step=step, **final)
     print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
     return final

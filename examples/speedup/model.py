@@ -2,7 +2,8 @@
 
 ``attention="manual"`` materialises softmax(QK^T / sqrt(d) + mask) V explicitly (the
 baseline); ``attention="sdpa"`` calls the fused ``F.scaled_dot_product_attention``. The
-parameters are identical, so a state dict moves freely between the two.
+parameters are identical, so a state dict moves freely between the two. ``ff_rank``
+compresses the feed-forward weights to a low rank: fewer FLOPs, a different function.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class ModelConfig:
     n_head: int = 4
     n_embd: int = 128
     attention: str = "sdpa"  # "manual" or "sdpa"
+    ff_dim: int | None = None  # feed-forward width; None: 4 * n_embd
+    ff_rank: int | None = None  # None: dense feed-forward; else its weights factored through this rank
 
 
 class SelfAttention(nn.Module):
@@ -52,14 +55,22 @@ class SelfAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(b, t, c))
 
 
+def linear(d_in: int, d_out: int, rank: int | None) -> nn.Module:
+    """A dense layer, or (low-rank weight compression) the same map through a rank bottleneck."""
+    if rank is None or rank >= min(d_in, d_out):
+        return nn.Linear(d_in, d_out)
+    return nn.Sequential(nn.Linear(d_in, rank, bias=False), nn.Linear(rank, d_out))
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        ff = cfg.ff_dim or 4 * cfg.n_embd
         self.ln_1 = nn.LayerNorm(cfg.n_embd)
         self.attn = SelfAttention(cfg)
         self.ln_2 = nn.LayerNorm(cfg.n_embd)
-        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
-        self.out = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        self.fc = linear(cfg.n_embd, ff, cfg.ff_rank)
+        self.out = linear(ff, cfg.n_embd, cfg.ff_rank)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))

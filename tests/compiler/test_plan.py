@@ -25,11 +25,12 @@ def plan_of(path: Path, profile: str | None = None):
 
 def test_seed_000_costs_what_its_authors_estimated():
     plan = plan_of(PHASE3)
-    # 2 x 0.65 h + 1 h on A100 at the built-in $1.90/h, all three at once.
-    assert plan.totals["usd"] == pytest.approx(4.37)
-    assert plan.totals["gpu_hours"] == pytest.approx(2.3)
-    assert plan.totals["wall_hours"] == pytest.approx(1.0)
-    assert plan.budget["ok"] and plan.budget["margins"]["usd"] == pytest.approx(0.13)
+    # 2 x 0.625 h + 0.96 h (the middle of "35-40 min" and "55-60 min") on A100 at the
+    # built-in $1.90/h, all three at once: inside "~$4.00-4.50"
+    assert plan.totals["usd"] == pytest.approx(4.199)
+    assert plan.totals["gpu_hours"] == pytest.approx(2.21)
+    assert plan.totals["wall_hours"] == pytest.approx(0.96)
+    assert plan.budget["ok"] and plan.budget["margins"]["usd"] == pytest.approx(0.301)
 
 
 def test_seed_002_costs_what_its_authors_estimated(write_study, seed_002):

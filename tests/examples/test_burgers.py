@@ -22,9 +22,10 @@ if str(ROOT) not in sys.path:  # `examples` is not an installed package
 torch = pytest.importorskip("torch")
 
 from examples.burgers import model as model_mod  # noqa: E402
-from examples.burgers import solver, train  # noqa: E402
+from examples.burgers import evaluate, solver, train  # noqa: E402
 
 FINAL_METRICS = {
+    "operator_final_loss",
     "nrmse",
     "rollout_nrmse",
     "conservation_gap",
@@ -54,7 +55,7 @@ TINY = {
 def _isolated(monkeypatch, tmp_path):
     torch.set_num_threads(1)
     monkeypatch.setenv("STUDYC_CACHE", str(tmp_path / "cache"))
-    for name in ("STUDYC_CONFIG", "STUDYC_RUN_DIR", "STUDYC_SEED", "STUDYC_CPUS"):
+    for name in ("STUDYC_CONFIG", "STUDYC_RUN_DIR", "STUDYC_SEED", "STUDYC_CPUS", "STUDYC_SOURCE_RUN_DIR"):
         monkeypatch.delenv(name, raising=False)
     yield
 
@@ -245,8 +246,22 @@ def test_resume_continues_from_next_epoch(tmp_path, monkeypatch, capsys):
     assert "resumed" in capsys.readouterr().out
     steps = [r["step"] for r in read_metrics(tmp_path / "run") if "loss" in r]
     assert steps == [1, 2, 3, 4]  # epochs 1-2 from the first attempt, 3-4 after resuming
-    for name in ("nrmse", "rollout_nrmse", "bc_violation", "params"):
+    for name in ("operator_final_loss", "nrmse", "rollout_nrmse", "bc_violation", "params"):
         assert resumed[name] == pytest.approx(reference[name], rel=1e-5)
+
+
+def test_operator_final_loss_is_the_last_epochs_one_step_mse_over_the_field_variance(tmp_path, monkeypatch):
+    # deterministic head: the objective is the same squared error over the increment's
+    # variance, so operator_loss / loss is one constant, (delta_scale / u_scale) ** 2
+    results = run_train(monkeypatch, tmp_path / "det", dict(TINY, epochs=3))
+    epochs = [r for r in read_metrics(tmp_path / "det") if "operator_loss" in r]
+    ratios = [r["operator_loss"] / r["loss"] for r in epochs]
+    assert len(ratios) == 3 and 0 < ratios[0] < 1  # the increment varies less than the field
+    assert ratios == pytest.approx([ratios[0]] * 3, rel=1e-4)
+    assert results["operator_final_loss"] == epochs[-1]["operator_loss"]
+    # gaussian head: the objective is an NLL (may go negative); operator_loss stays an MSE
+    gauss = run_train(monkeypatch, tmp_path / "gauss", dict(TINY, head="gaussian"))
+    assert 0 < gauss["operator_final_loss"] < 1
 
 
 def test_nan_loss_stops_with_nonzero_status(tmp_path, monkeypatch, capsys):
@@ -256,3 +271,32 @@ def test_nan_loss_stops_with_nonzero_status(tmp_path, monkeypatch, capsys):
     assert "loss became" in capsys.readouterr().err
     last = read_metrics(tmp_path / "run")[-1]
     assert math.isnan(last["loss"])
+
+
+def run_evaluate(monkeypatch, run_dir: Path, source: Path, config: dict) -> dict:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("STUDYC_CONFIG", str(run_dir / "config.json"))
+    monkeypatch.setenv("STUDYC_RUN_DIR", str(run_dir))
+    monkeypatch.setenv("STUDYC_SOURCE_RUN_DIR", str(source))
+    return evaluate.main([])
+
+
+def test_evaluate_scores_the_trained_checkpoint_without_training(tmp_path, monkeypatch):
+    cfg = dict(TINY, head="gaussian", ema=0.9)
+    trained = run_train(monkeypatch, tmp_path / "train", cfg)
+    # the same held-out set: exactly the trainer's final metrics, from the checkpoint alone
+    same = run_evaluate(monkeypatch, tmp_path / "same", tmp_path / "train", {"n_test": TINY["n_test"]})
+    assert same == pytest.approx(trained, rel=1e-6)
+    assert read_metrics(tmp_path / "same")[-1]["step"] == TINY["epochs"]
+    # full-eval: more trajectories, the model's own settings (an evaluation config cannot change them)
+    full = run_evaluate(monkeypatch, tmp_path / "full", tmp_path / "train", {"n_test": 12, "tokens": 99})
+    assert full["params"] == trained["params"] and full["train_time"] == trained["train_time"]
+    assert full["nrmse"] != trained["nrmse"] and all(math.isfinite(v) for v in full.values())
+
+
+def test_evaluate_without_a_checkpoint_says_what_is_missing(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit, match="no run to evaluate"):
+        evaluate.main([])
+    with pytest.raises(SystemExit, match="saved no checkpoint"):
+        run_evaluate(monkeypatch, tmp_path / "eval", tmp_path / "missing", {})

@@ -33,7 +33,7 @@ TOY = {
     "max_chars": 40_000,
     "device": "cpu",
 }
-FINAL = ("val_ppl", "order_r", "train_time", "params")
+FINAL = ("val_ppl", "order_r", "order_r_init", "train_time", "params")
 
 
 
@@ -119,9 +119,20 @@ def test_main_logs_final_metrics_and_is_deterministic_per_seed(monkeypatch, tmp_
     assert final_c["val_ppl"] != final_a["val_ppl"]
 
 
+def test_order_r_init_is_the_untrained_models_order_on_the_eval_windows(monkeypatch, tmp_path, run_main):
+    final, records = run_main("init", steps=6, eval_interval=6)
+    assert records[0]["step"] == 0 and records[0]["order_r_init"] == final["order_r_init"]
+    assert 0.0 <= final["order_r_init"] <= 1.0
+    # training does not move it: the same model before any step, whatever the steps
+    longer, _ = run_main("longer", steps=12, eval_interval=6)
+    assert longer["order_r_init"] == final["order_r_init"]
+    assert longer["order_r"] != final["order_r_init"]
+
+
 def test_baseline_has_no_order_parameter(monkeypatch, tmp_path, run_main):
     final, records = run_main("base", phase_layer=-1, steps=4, eval_interval=4)
     assert "order_r" not in records[-1] and math.isfinite(records[-1]["val_ppl"])
+    assert all("order_r_init" not in r for r in records)
     assert final["params"] < run_main("phase", steps=4, eval_interval=4)[0]["params"]
 
 

@@ -17,6 +17,11 @@ from examples.latent_bridge.models import DecoderLM, Translator, cache_bytes, in
 
 torch.set_num_threads(1)
 
+
+@pytest.fixture(autouse=True)
+def _own_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("STUDYC_CACHE", str(tmp_path / "cache"))
+
 TOY = {
     "num_examples": 600,
     "source_dim": 32,
@@ -35,6 +40,7 @@ TOY = {
     "batch_size": 32,
     "eval_interval": 5,
     "eval_examples": 100,
+    "cascade_steps": 30,
     "device": "cpu",
 }
 FINAL = (
@@ -47,6 +53,15 @@ FINAL = (
     "kv_cache_text_bytes",
     "train_time",
     "params",
+    "token_budget_acc",
+    "cascade_acc",
+    "kv_cache_cascade_bytes",
+    "source_latency_ms",
+    "target_latency_ms",
+    "latent_latency_ms",
+    "token_budget_latency_ms",
+    "cascade_latency_ms",
+    "peak_mem_mb",
 )
 
 
@@ -128,13 +143,37 @@ def test_main_logs_final_metrics_and_kv_cache_is_smaller(monkeypatch, tmp_path, 
 
     again, _ = run_main("b", seed=0, early_stopping=False)
     other, _ = run_main("c", seed=1, early_stopping=False)
-    same_keys = [k for k in FINAL if k != "train_time"]
+    same_keys = [k for k in FINAL if not k.endswith(("_time", "_latency_ms", "_mb"))]  # not clocks or RSS
     assert {k: again[k] for k in same_keys} == {k: final[k] for k in same_keys}
     assert (other["source_acc"], other["target_acc"], other["final_acc"]) != (
         final["source_acc"],
         final["target_acc"],
         final["final_acc"],
     )
+
+
+def test_inference_baselines_token_budget_and_cascade(monkeypatch, tmp_path, run_main):
+    final, _ = run_main("budget", soft_tokens=3, early_stopping=False)
+    for name in ("token_budget_acc", "cascade_acc"):
+        assert 0 <= final[name] <= 1
+    # the cascade prompt is the 6-token question plus the source's 3-token answer
+    assert final["kv_cache_cascade_bytes"] * 6 == final["kv_cache_text_bytes"] * 9
+    assert all(final[f"{m}_latency_ms"] > 0 for m in ("source", "target", "latent", "token_budget", "cascade"))
+    # a budget as long as the question is the full text prompt: target-alone, exactly
+    full, _ = run_main("full", soft_tokens=6, early_stopping=False)
+    assert full["token_budget_acc"] == full["target_acc"]
+
+
+def test_generate_from_an_offset_matches_the_prompt_at_those_positions():
+    torch.manual_seed(0)
+    lm = DecoderLM(VOCAB_SIZE, max_len=12, dim=16, layers=1, heads=4).eval()
+    ids = torch.randint(VOCAB_SIZE, (3, 6))
+    tokens, _ = lm.generate(lm.tok(ids[:, 2:]), answer_len=3, start=2)
+    with torch.no_grad():
+        _, logits, _ = lm(lm.tok(ids[:, 2:]), start=2)
+    assert torch.equal(tokens[:, 0], logits[:, -1].argmax(-1))
+    with torch.no_grad():  # the offset matters: the same tokens at positions 0.. differ
+        assert not torch.equal(logits, lm(lm.tok(ids[:, 2:]))[1])
 
 
 def test_early_stopping_restores_the_best_validation_model(monkeypatch, tmp_path, run_main):
@@ -168,3 +207,38 @@ def test_nan_loss_exits_nonzero(monkeypatch, tmp_path, capsys, run_main):
         run_main("nan", steps=5)
     assert exc.value.code not in (0, None)
     assert "nan" in capsys.readouterr().err.lower()
+
+
+def test_benchmark_reruns_the_five_baselines_from_the_saved_models(monkeypatch, tmp_path, run_main):
+    from examples.latent_bridge import benchmark
+
+    trained, _ = run_main("train", early_stopping=False)
+    assert (tmp_path / "train" / "checkpoints" / benchmark.CHECKPOINT).exists()
+    monkeypatch.setenv("STUDYC_SOURCE_RUN_DIR", str(tmp_path / "train"))
+    monkeypatch.setenv("STUDYC_RUN_DIR", str(tmp_path / "bench"))
+    again = benchmark.main([])
+    # the same models on the same test questions: the same answers, caches and accuracies
+    for name in ("source_acc", "target_acc", "final_acc", "token_budget_acc", "cascade_acc",
+                 "kv_cache_bytes", "kv_cache_text_bytes", "kv_cache_cascade_bytes"):
+        assert again[name] == trained[name], name
+    assert all(again[f"{m}_latency_ms"] > 0 for m in ("source", "target", "latent", "token_budget", "cascade"))
+    monkeypatch.delenv("STUDYC_SOURCE_RUN_DIR")
+    with pytest.raises(SystemExit, match="no run to benchmark"):
+        benchmark.main([])
+    with pytest.raises(SystemExit, match="saved no models"):
+        benchmark.main(["--source", str(tmp_path / "nowhere")])
+
+
+def test_pretrained_lms_are_remembered_and_a_hit_computes_the_same_run(monkeypatch, tmp_path, run_main):
+    cold, _ = run_main("cold", early_stopping=False)
+    cached = sorted((tmp_path / "cache" / "latent_bridge").glob("lm_*.pt"))
+    assert len(cached) == 2  # the source and the target
+    warm, _ = run_main("warm", early_stopping=False)
+    assert sorted((tmp_path / "cache" / "latent_bridge").glob("lm_*.pt")) == cached  # both hit
+    off, _ = run_main("off", early_stopping=False, cache=False)
+    keys = [k for k in FINAL if not k.endswith(("_time", "_latency_ms", "_mb"))]
+    assert {k: warm[k] for k in keys} == {k: cold[k] for k in keys} == {k: off[k] for k in keys}
+    # another arm sharing the LMs (a different translator) hits them; another seed does not
+    run_main("other_arm", early_stopping=False, soft_tokens=2)
+    run_main("other_seed", early_stopping=False, seed=1)
+    assert len(list((tmp_path / "cache" / "latent_bridge").glob("lm_*.pt"))) == 4

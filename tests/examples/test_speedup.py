@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -115,3 +116,75 @@ def test_nan_loss_exits_nonzero(monkeypatch, tmp_path, capsys, run_main):
         run_main("nan", epochs=1)
     assert exc.value.code not in (0, None)
     assert "nan" in capsys.readouterr().err.lower()
+
+
+def test_ff_dim_and_low_rank_compression_set_the_feed_forward_shape():
+    def ff_params(**kw) -> int:
+        model = GPT(ModelConfig(vocab_size=9, block_size=16, n_layer=1, n_head=2, n_embd=16, **kw))
+        block = model.blocks[0]
+        return sum(p.numel() for m in (block.fc, block.out) for p in m.parameters())
+
+    assert ff_params() == 2 * 16 * 64 + 64 + 16  # default width 4 * n_embd
+    assert ff_params(ff_dim=32) == 2 * 16 * 32 + 32 + 16  # the seed's FF dim is 2 x n_embd
+    # rank 4: 16 -> 4 -> 32 and 32 -> 4 -> 16, biases on the outer layers only
+    assert ff_params(ff_dim=32, ff_rank=4) == (16 * 4 + 4 * 32 + 32) + (32 * 4 + 4 * 16 + 16)
+    assert ff_params(ff_dim=32, ff_rank=16) == ff_params(ff_dim=32)  # full rank stays dense
+
+
+def test_kernel_level_zero_is_the_baseline_and_compression_changes_only_the_optimized_mode(run_main):
+    base, _ = run_main("base", mode="baseline", compression_ratio=0.25)
+    level0, _ = run_main("level0", mode="optimized", kernel_level=0)
+    compressed, _ = run_main("compressed", mode="optimized", compression_ratio=0.25)
+    assert level0["final_loss"] == base["final_loss"]  # same kernels, same steps: same numbers
+    assert base["params"] == level0["params"]  # the baseline ignores compression_ratio
+    assert compressed["params"] < base["params"]
+    assert compressed["final_loss"] != base["final_loss"] and math.isfinite(compressed["final_loss"])
+
+
+def test_each_run_writes_its_section_of_the_comparison_json(tmp_path, run_main):
+    final, records = run_main("solo", mode="optimized")
+    report = json.loads((tmp_path / "solo" / trainer.COMPARISON_FILE).read_text())
+    assert set(report) == {"stage", "model", "optimized"}
+    section = report["optimized"]
+    assert section["losses"] == [r["loss"] for r in records if "epoch_time" in r]
+    assert section["total_time"] == final["total_time"] and section["final_loss"] == final["final_loss"]
+
+
+def test_mode_both_trains_baseline_then_optimized_and_judges_the_seed_criteria(tmp_path, run_main):
+    final, records = run_main("both", mode="both")
+    report = json.loads((tmp_path / "both" / trainer.COMPARISON_FILE).read_text())
+    base, opt, verdict = report["baseline"], report["optimized"], report["comparison"]
+    assert len(base["losses"]) == len(opt["losses"]) == TOY["epochs"]
+    for mode in ("baseline", "optimized"):  # both trained models saved, as the seed's script does
+        ckpt = torch.load(tmp_path / "both" / "checkpoints" / f"{mode}.pt", weights_only=False)
+        assert ckpt["final_loss"] == report[mode]["final_loss"] and ckpt["epochs"] == TOY["epochs"]
+        assert set(ckpt["model"]) == set(GPT(ModelConfig(vocab_size=9, block_size=16, n_layer=1, n_head=2,
+                                                         n_embd=32)).state_dict())
+    speedup = 1 - opt["total_time"] / base["total_time"]
+    gain = opt["throughput"] / base["throughput"] - 1
+    difference = abs(opt["final_loss"] - base["final_loss"])
+    assert verdict["speedup_percent"] == pytest.approx(100 * speedup)
+    assert verdict["all_criteria_met"] == (speedup >= 0.25 and difference < 0.1 and gain >= 0.20)
+    assert final["speedup"] == pytest.approx(speedup) and final["all_criteria_met"] in (0.0, 1.0)
+    assert final["baseline_final_loss"] == base["final_loss"]
+    assert len(records) == 1 and records[0]["speedup"] == pytest.approx(speedup)  # only the finals
+
+
+def test_comparison_fails_the_criteria_when_the_optimized_run_is_slower():
+    def result(total_time: float, loss: float) -> tuple[dict, list[float]]:
+        final = {"total_time": total_time, "avg_epoch_time": total_time, "final_loss": loss,
+                 "throughput": 1000 / total_time, "params": 10}
+        return final, [loss]
+
+    fast = trainer.comparison({"baseline": result(10.0, 1.0), "optimized": result(7.0, 1.05)})["comparison"]
+    assert fast["all_criteria_met"] and fast["loss_convergence_match"]
+    slow = trainer.comparison({"baseline": result(10.0, 1.0), "optimized": result(9.0, 1.0)})["comparison"]
+    assert not slow["all_criteria_met"]  # 10% faster only
+    diverged = trainer.comparison({"baseline": result(10.0, 1.0), "optimized": result(5.0, 1.2)})["comparison"]
+    assert not diverged["all_criteria_met"] and not diverged["loss_convergence_match"]
+
+
+@pytest.mark.parametrize("bad", [{"kernel_level": 4}, {"mode": "optimized", "compression_ratio": 0}])
+def test_bad_kernel_level_or_compression_ratio_is_rejected(run_main, bad):
+    with pytest.raises(SystemExit):
+        run_main("bad", **bad)

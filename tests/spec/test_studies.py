@@ -40,7 +40,10 @@ def test_seed_001_reuses_results_and_states_the_claims_matrix():
     assert study.metrics["peak_acc"].from_ == "acc" and study.metrics["peak_acc"].reduce == "max"
     assert study.metrics["degradation"].expr == "peak_acc - final_acc"
     assert study.expect["2a_stable_32tok"]["peak_acc"] == [0.55, 0.60]
-    assert len(study.claims) == 6 and study.claims["Stability fixes work"] == ["H_no_collapse", "H_near_peak"]
+    # "Stability fixes work: >70% final vs 36%": the 70% bar travels with the claim
+    assert len(study.claims) == 6
+    assert study.claims["Stability fixes work"] == ["H_no_collapse", "H_near_peak", "H_final_70"]
+    assert study.hypotheses["H_final_70"].check == "1a_stable_64tok.final_acc > 0.70"
     runs = {r.arm for r in compile_plan(load(STUDIES / "cross_model_ablations.yaml")).runs}
     assert runs == {"2a_stable_32tok", "2b_stable_48tok", "3a_hotpotqa_64tok"}  # the TODO rows only
     cpu_runs = {r.arm for r in compile_plan(load(STUDIES / "cross_model_ablations.yaml", "cpu")).runs}
@@ -56,8 +59,7 @@ def test_seed_002_tournament_prices_and_playbook(monkeypatch):
         == [None, 1, 1, "all", None]
     assert study.stages["full_eval"].needs == ["round_a", "round_b", "aggressive"]
     gate = study.stages["round_a"].gate
-    assert "- 0.01" in gate and "noworse(ece, baseline.ece, margin=0.25)" in gate and study.stages["aggressive"].gate == gate
-    assert all(study.stages[s].gate_judge == "point" for s in ("round_a", "round_b", "aggressive"))
+    assert "- 0.01" in gate and "1.25 * baseline.ece" in gate and study.stages["aggressive"].gate == gate
     assert [t.split(" and ")[0] for t in study.tier_checks().values()] == [
         "champion.nrmse <= 0.07", "champion.nrmse <= 0.05", "champion.nrmse < 0.035"]
     assert study.on_failure["oom"].config == {"batch_size": "batch_size // 2", "accum_steps": "accum_steps * 2"}
@@ -87,15 +89,15 @@ def test_seed_003_criteria_and_go_decision():
     assert study.budget.parallel == 1  # timings never share the machine
 
 
-def test_seed_004_packs_the_36_gb_runs_two_at_a_time():
+def test_seed_004_runs_the_36_gb_runs_one_after_another():
     loaded = load(STUDIES / "kuramoto_phasegpt.yaml")
     study = loaded.study
     assert study.baselines["phase_a_winner"].values == {"val_ppl": 4.85, "order_r": 0.88}
     assert study.baselines["phase_a_baseline"].values == {"val_ppl": 4.97}
-    assert "0.30 <=" in study.hypotheses["H2_goldilocks_r"].check and "<= 0.55" in study.hypotheses["H2_goldilocks_r"].check
+    # "Optimal R is 0.35-0.55"
+    assert "0.35 <=" in study.hypotheses["H2_goldilocks_r"].check and "<= 0.55" in study.hypotheses["H2_goldilocks_r"].check
     assert set(expand_arms(study)) == {"wt2_baseline", "wt2_k050", "wt2_k075", "wt2_k100"}
     plan = compile_plan(loaded)
     assert study.machine.vram_gb == 94.5 and {r.resources["vram_gb"] for r in plan.runs} == {36}
-    # Two runs sharing the GPU slow each other (machine.contention 1.0): 12 h, as the seed's
-    # "8-12 hours total (sequential)", not 6 h.
-    assert plan.schedule["peak_concurrent"] == 2 and plan.totals["wall_hours"] == pytest.approx(12)
+    # "8-12 hours total (sequential)": the 0.25 h test run, then four runs of 2.5 h
+    assert plan.schedule["peak_concurrent"] == 1 and plan.totals["wall_hours"] == pytest.approx(10.25)
