@@ -24,6 +24,15 @@ MAX_CANDIDATE_ROWS = 50  # a stage with more candidates lists the best ones (all
 MAX_RUN_ROWS = 100  # a study with more runs lists only those that need attention
 
 
+
+def _method_text(stats: Any) -> str:
+    """How intervals were made, as the report states it."""
+    if stats.method == "bootstrap":
+        return ("paired bootstrap (seeds resampled together across arms)" if stats.paired
+                else "bootstrap percentile interval")
+    return ("paired t interval over matched seeds (Welch-Satterthwaite for arms without matching seeds)"
+            if stats.paired else "t interval, Welch-Satterthwaite degrees of freedom when arms are compared")
+
 def environment(user_templates: Path):
     """Built-in templates, overridden file by file by the user's ``./templates/``."""
     import jinja2
@@ -267,7 +276,6 @@ def build_context(results: Results, verdicts: dict[str, Any], meta: dict[str, An
                      + (f" [{fmt(e['ci'][0])}, {fmt(e['ci'][1])}]" if e["ci"] and e["ci"][0] != e["ci"][1] else "")}
                     for e in verdicts["expectations"]]
     run_rows, run_counts = _run_rows(results)
-    method = study.stats.method
     return {
         "title": study.title or study.study,
         "study": study,
@@ -275,8 +283,7 @@ def build_context(results: Results, verdicts: dict[str, Any], meta: dict[str, An
         "spec_hash": meta["spec_hash"],
         "generated_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "confidence_pct": f"{study.stats.confidence * 100:g}%",
-        "method_text": "bootstrap percentile interval" if method == "bootstrap"
-        else "t interval, Welch-Satterthwaite degrees of freedom when arms are compared",
+        "method_text": _method_text(study.stats),
         "alpha_text": f"{verdicts['stats']['alpha_one_sided']:.3g}",
         "verdicts": verdicts,
         "hypotheses": _hypothesis_rows(verdicts),

@@ -184,3 +184,23 @@ def test_a_failed_smoke_stage_is_in_the_report(tmp_path):
     assert verdicts["smoke"]["stage"] == "test_run"
     # The smoke run is no result of arm a's: the hypothesis waits for the real runs.
     assert verdicts["hypotheses"]["H1"]["status"] == "INCOMPLETE"
+
+
+def test_scenarios_under_a_smaller_profile_say_they_are_full_scale_ranges():
+    judge = make(scenarios=SCENARIOS, profiles={"cpu": {"run": {"config": {"epochs": 1}}},
+                                                "cpu_restated": {"run": {"config": {"epochs": 1}},
+                                                                 "scenarios": {"worst": {"a": {"acc": [None, 0.5]}}}}})
+    for profile, caveated in (("cpu", True), ("cpu_restated", False)):
+        judge.results.profile = profile
+        rows = judge.all()["scenarios"]["scenarios"]["worst"]["rows"]
+        expected = f"full-scale expectation vs {profile}-scale run" if caveated else None
+        assert [r["caveat"] for r in rows] == [expected]
+
+
+@pytest.mark.parametrize("method", ["t", "bootstrap"])
+def test_the_report_names_a_paired_comparison_as_paired(method):
+    from studyc.report.render import _method_text
+    from studyc.spec.model import Stats
+
+    assert "paired" in _method_text(Stats(method=method, paired=True))
+    assert "paired" not in _method_text(Stats(method=method))
