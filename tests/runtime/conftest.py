@@ -87,20 +87,26 @@ def studyc_proc(tmp_path: Path):
 @pytest.fixture
 def slow_trainer(tmp_path: Path) -> Path:
     """A run that logs ``steps`` steps of ``sleep`` seconds each, checkpointing each step
-    to its checkpoint directory and resuming from it when there is one."""
+    to its checkpoint directory and resuming from it when there is one. While the file
+    ``tmp_path/hold`` exists a run waits after its first step (at most 2 min), so a test
+    can keep runs going for as long as a busy machine needs to start another studyc."""
     path = tmp_path / "slow_train.py"
     path.write_text("""\
-import json, os, time, studyc
+import json, os, pathlib, time, studyc
+HOLD = pathlib.Path(HOLD_PATH)
 c = studyc.config()
 ckpt = studyc.checkpoint_dir() / "state.json"
 start = json.loads(ckpt.read_text())["step"] + 1 if ckpt.exists() else 0
 for i in range(start, c.get("steps", 10)):
     time.sleep(c.get("sleep", 0.1))
+    deadline = time.monotonic() + 120
+    while i == start + 1 and HOLD.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     studyc.log(step=i, loss=1.0 / (i + 1), nrmse=c.get("base", 0.05) + 0.001 * c["seed"], pid=os.getpid(),
                resumed_from=start)
     (ckpt.parent / "tmp.json").write_text(json.dumps({"step": i}))
     os.replace(ckpt.parent / "tmp.json", ckpt)  # atomic: a kill never leaves half a checkpoint
-""")
+""".replace("HOLD_PATH", repr(str(tmp_path / "hold"))))
     return path
 
 

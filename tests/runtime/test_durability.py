@@ -8,6 +8,7 @@ import random
 import signal
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 from studyc.runtime.store import Store
@@ -217,10 +218,12 @@ def test_ctrl_c_stops_children_and_requeues_then_resumes(tmp_path, write_study, 
 
 def test_a_second_run_of_the_same_study_is_refused(tmp_path, write_study, studyc_proc, slow_trainer):
     path = write_study(slow_study(slow_trainer, seeds=2, steps=10, sleep=0.1))
+    (tmp_path / "hold").touch()  # the first studyc's runs wait until the second has been refused
     first = studyc_proc("run", str(path))
     studyc_proc.wait_for(lambda: "running" in raw_statuses(studyc_proc.home).values(), what="the first studyc to start")
     second = studyc_proc("run", str(path))
-    _, err = second.communicate(timeout=60)
+    _, err = second.communicate(timeout=120)
+    (tmp_path / "hold").unlink()
     assert second.returncode == 1
     assert f"already being run by studyc pid {first.pid}" in err
     assert "Traceback" not in err
@@ -235,10 +238,19 @@ def test_two_studies_sharing_runs_execute_them_once(tmp_path, write_study, study
     and reuses them instead of running them a second time."""
     a = write_study(slow_study(slow_trainer, name="first", seeds=2, steps=10, sleep=0.1), "a.yaml")
     b = write_study(slow_study(slow_trainer, name="second", seeds=2, steps=10, sleep=0.1), "b.yaml")
+    (tmp_path / "hold").touch()  # A's runs wait until B has seen them running
     first = studyc_proc("run", str(a))
     studyc_proc.wait_for(lambda: list(raw_statuses(studyc_proc.home).values()).count("running") == 2, what="A's runs to start")
     second = studyc_proc("run", str(b))
-    out_b, err_b = second.communicate(timeout=120)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(second.stdout), daemon=True)
+    reader.start()
+    studyc_proc.wait_for(lambda: any("being run by another studyc" in line for line in lines), timeout=120,
+                         what="B to wait for A's runs")
+    (tmp_path / "hold").unlink()
+    reader.join(timeout=120)
+    second.wait(timeout=120)
+    out_b, err_b = "".join(lines), second.stderr.read()
     _, err_a = first.communicate(timeout=120)
     assert first.returncode == 0 and second.returncode == 0, err_a + err_b
     assert "being run by another studyc" in out_b
