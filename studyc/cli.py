@@ -17,6 +17,13 @@ import click
 
 from studyc.errors import RunError, StudyError, StudyErrors
 
+# Exit codes, so that scripts can tell what happened (documented in `studyc --help`).
+EXIT_OK = 0
+EXIT_USER = 1  # the study, an input or the budget: the message says what to fix
+EXIT_USAGE = 2  # click's own code for a mistyped command line
+EXIT_FAIL_ON = 3  # --fail-on: a hypothesis FAILed (or was not PASS)
+EXIT_INTERNAL = 4  # a bug in studyc
+
 
 def _console(stderr: bool = False):
     from rich.console import Console
@@ -47,7 +54,7 @@ def _fail_run_error(err: RunError) -> NoReturn:
     console.print(f"[bold red]error:[/] {escape(err.message)}")
     if err.hint:
         console.print(f"  [cyan]hint:[/] {escape(err.hint)}")
-    sys.exit(1)
+    sys.exit(EXIT_USER)
 
 
 class _Group(click.Group):
@@ -58,7 +65,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except StudyErrors as exc:
             _show_errors(exc.errors)
-            sys.exit(1)
+            sys.exit(EXIT_USER)
         except RunError as exc:
             _fail_run_error(exc)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
@@ -76,10 +83,20 @@ class _Group(click.Group):
                 where = traceback.format_exc()
             _console(stderr=True).print(f"[bold red]internal error in studyc[/] (a bug, not your study): "
                                         f"{sys.exc_info()[1]!r}; {where}")
-            sys.exit(2)
+            sys.exit(EXIT_INTERNAL)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  ok
+  1  a user error: the study, an input or the budget (the message says what to fix)
+  2  usage: an unknown command or option (click)
+  3  --fail-on: a hypothesis FAILed (or, with 'inconclusive', was not PASS)
+  4  an internal error in studyc (a bug; the traceback is in crash.log)
+"""
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="studyc")
 def main() -> None:
     """studyc: compile a study (arms, hypotheses, budget) into runs, run them, judge
@@ -120,10 +137,10 @@ def validate(files: tuple[Path, ...], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"ok": not errors, "files": [str(f) for f in files],
                                "errors": [e.to_dict() for e in errors]}, indent=2))
-        sys.exit(1 if errors else 0)
+        sys.exit(EXIT_USER if errors else EXIT_OK)
     if errors:
         _show_errors(errors)
-        sys.exit(1)
+        sys.exit(EXIT_USER)
     for file in files:
         click.echo(f"ok  {file}")
 
@@ -463,7 +480,7 @@ def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | Non
         console.print(f"[bold red]over budget:[/] {escape(v)}")
     if not plan.budget["ok"] and not allow_over_budget:
         console.print("`studyc run --cloud` refuses this plan; --allow-over-budget overrides on purpose")
-        sys.exit(1)
+        sys.exit(EXIT_USER)
 
 
 def _default_home() -> Path:
@@ -515,7 +532,7 @@ def _exit_for_verdicts(verdicts: dict[str, Any], fail_on: str | None) -> None:
         return
     statuses = [h["status"] for h in verdicts["hypotheses"].values()]
     if "FAIL" in statuses or (fail_on == "inconclusive" and any(s != "PASS" for s in statuses)):
-        sys.exit(3)
+        sys.exit(EXIT_FAIL_ON)
 
 
 @main.command()
