@@ -61,6 +61,9 @@ class _Group(click.Group):
     """Turns user errors into one clean screen and bugs into a short report."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from studyc.artifacts import begin_invocation
+
+        begin_invocation()  # every artifact this command writes shares one invocation id
         try:
             return super().invoke(ctx)
         except StudyErrors as exc:
@@ -373,9 +376,8 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
         from studyc.errors import did_you_mean
 
         raise RunError(f"--rerun: unknown arm '{unknown[0]}'", did_you_mean(unknown[0], _arm_names(loaded)))
-    from studyc.compiler.plan import compile_plan
-
-    preview = compile_plan(loaded)
+    compiled = orchestrate.compile_study(loaded)  # once: execute and report take it from here
+    preview = compiled.plan
     if dryrun:
         _print_dryrun(loaded, preview, set(rerun), store_dir, allow_over_budget)
         return
@@ -389,7 +391,7 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
     with _Progress(preview, live, parallel) as progress:
         options = _cloud_options(file, profile, progress, cancel_on_interrupt) if cloud else None
         plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget, parallel=parallel,
-                                    cloud=options)
+                                    cloud=options, compiled=compiled)
     result = orchestrate.report(loaded, store, out, plan_)
     _print_verdicts(result)
     _exit_for_verdicts(result.verdicts, fail_on)
@@ -483,6 +485,12 @@ def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | Non
         sys.exit(EXIT_USER)
 
 
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
 def _default_home() -> Path:
     from studyc.runtime.store import default_home
 
@@ -548,6 +556,8 @@ def report(file: Path, profile: str | None, out: Path | None, fail_on: str | Non
 
     loaded = _load(str(file), profile)
     result = orchestrate.report(loaded, _store(store_dir), out)
+    for note in result.notes:
+        _console().print(f"[yellow]note:[/] {_escape(note)}")
     _print_verdicts(result)
     _exit_for_verdicts(result.verdicts, fail_on)
 
