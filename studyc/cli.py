@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
+from studyc import protocol
 from studyc.errors import RunError, StudyError, StudyErrors
 
 # Exit codes, so that scripts can tell what happened (documented in `studyc --help`).
@@ -118,7 +119,7 @@ def main() -> None:
 
 profile_option = click.option("--profile", "-p", default=None, help="Overlay a profile of the study (e.g. cpu).")
 store_option = click.option("--store", "store_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                            envvar="STUDYC_HOME", help="Store directory [default: .studyc, or $STUDYC_HOME].")
+                            envvar=protocol.HOME, help=f"Store directory [default: .studyc, or ${protocol.HOME}].")
 
 
 def _load(path: str, profile: str | None):

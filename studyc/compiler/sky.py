@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,8 @@ from typing import Any
 from studyc.artifacts import envelope, write_json
 from studyc.compiler.ids import canonical
 from studyc.compiler.plan import DEFAULT_STAGE, Plan, RunPlan
+from studyc import protocol
 from studyc.errors import RunError
-from studyc.runtime.executor import LOG_FILE
-from studyc.runtime.scheduler import CONFIG_FILE, MIN_TIMEOUT_S, TIMEOUT_FACTOR
 from studyc.spec.loader import LoadedStudy
 from studyc.spec.model import Study
 
@@ -31,7 +29,6 @@ TASKS_DIR = "tasks"
 TASK_SUFFIX = ".sky.yaml"
 PLAN_FILE = "plan.json"
 RESULTS_MOUNT = "/studyc-results"  # where cloud.results is mounted on the cloud machine
-EXIT_CODE_FILE = "exit_code"
 # SkyPilot's names where studyc's differ.
 SKY_ACCELERATORS = {"A100-40GB": "A100"}
 # Names of environment variables that hold credentials; never written as values.
@@ -144,20 +141,8 @@ def _times(n: int) -> str:
 
 
 def run_script(run: RunPlan, timeout_s: int) -> str:
-    """The task's ``run:``: the run protocol (config file, run directory, exit status) around
-    the run's command, which is shell-quoted once more for ``bash -c``."""
-    return "\n".join([
-        'export STUDYC_RUN_DIR="${STUDYC_RESULTS_DIR:-$HOME/studyc-results}/$STUDYC_STUDY/$STUDYC_RUN_ID"',
-        f'export STUDYC_CONFIG="$STUDYC_RUN_DIR/{CONFIG_FILE}"',
-        'mkdir -p "$STUDYC_RUN_DIR"',
-        "printf '%s\\n' \"$STUDYC_CONFIG_JSON\" > \"$STUDYC_CONFIG\"",
-        f"timeout --kill-after=60 {timeout_s} bash -c {shlex.quote(run.command)} 2>&1 "
-        f'| tee -a "$STUDYC_RUN_DIR/{LOG_FILE}"',
-        "code=${PIPESTATUS[0]}",
-        f'printf \'%s\\n\' "$code" > "$STUDYC_RUN_DIR/{EXIT_CODE_FILE}"',
-        'exit "$code"',
-        "",
-    ])
+    """The task's ``run:``: the run protocol around the run's command."""
+    return protocol.cloud_script(run.command, timeout_s)
 
 
 def _environment(user_templates: Path):
@@ -193,13 +178,9 @@ class TaskRenderer:
         if accelerators:
             name, sep, count = accelerators.partition(":")
             accelerators = SKY_ACCELERATORS.get(name.upper(), name) + sep + count
-        timeout_h = res["timeout"] or max(MIN_TIMEOUT_S / 3600, run.est_hours * TIMEOUT_FACTOR)
+        timeout_s = protocol.timeout_s(res, run.est_hours, remote=True)
         envs = dict(run.env)  # the study's own, then the run protocol's (which they cannot override)
-        envs.update({"STUDYC_STUDY": study.study, "STUDYC_RUN_ID": run.id, "STUDYC_ARM": run.arm,
-                     "STUDYC_STAGE": run.stage, "STUDYC_SEED": str(run.seed),
-                     "STUDYC_CONFIG_JSON": canonical(run.config)})
-        if cloud.results:
-            envs["STUDYC_RESULTS_DIR"] = RESULTS_MOUNT
+        envs.update(protocol.cloud_env(study.study, run, canonical(run.config), RESULTS_MOUNT if cloud.results else None))
         return self.template.render(
             study=study.study, run=run, name=task_name(study.study, run), workdir=self.workdir,
             infra=cloud.infra, accelerators=accelerators,
@@ -210,7 +191,7 @@ class TaskRenderer:
             job_recovery=self.recovery, recovery_notes=self.notes,
             results=cloud.results, results_dir=RESULTS_MOUNT,
             envs=envs, secrets=self.secrets, setup=_script(study.run.setup),
-            script=run_script(run, round(timeout_h * 3600)),
+            script=run_script(run, round(timeout_s)),
         )
 
 

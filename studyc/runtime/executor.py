@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-LOG_FILE = "log.txt"
+from studyc.protocol import CPUS, LOG_FILE
 
 
 @dataclass
@@ -99,7 +99,7 @@ class LocalExecutor:
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env.update(job.env)
         threads = str(job.cpus)
-        env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "STUDYC_CPUS": threads})
+        env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, CPUS: threads})
         # A run sees only the GPUs it was packed onto (none for a CPU run).
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, job.gpus))
         env["PYTHONUNBUFFERED"] = "1"

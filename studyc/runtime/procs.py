@@ -11,6 +11,8 @@ import signal
 import socket
 from pathlib import Path
 
+from studyc.protocol import RUN_ID
+
 _HAVE_PROC = os.path.exists("/proc/self/stat")
 
 
@@ -85,7 +87,7 @@ def kill_orphans(pgid: int | None, run_id: str) -> int:
     if not pgid:
         return 0
     members = group_members(pgid)
-    if not any(run_env(pid).get("STUDYC_RUN_ID") == run_id for pid in members):
+    if not any(run_env(pid).get(RUN_ID) == run_id for pid in members):
         return 0
     try:
         os.killpg(pgid, signal.SIGKILL)

@@ -17,18 +17,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
+from studyc import protocol
 from studyc.compiler.plan import RunPlan, render_command
 from studyc.errors import RunError
+from studyc.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE
 from studyc.runtime import procs, wandb_log
-from studyc.runtime.executor import LOG_FILE, Executor, Job, JobState, tail
+from studyc.runtime.executor import Executor, Job, JobState, tail
 from studyc.runtime.failures import StopRules, apply_edits, classify
-from studyc.runtime.sdk import METRICS_FILE, read_metrics
+from studyc.runtime.sdk import read_metrics
 from studyc.runtime.store import Store
 from studyc.spec.model import Study
-
-CONFIG_FILE = "config.json"
-MIN_TIMEOUT_S = 60.0
-TIMEOUT_FACTOR = 3.0
 
 
 @dataclass
@@ -53,7 +51,7 @@ class _Active:
     config: dict[str, Any]
     attempt: int
     started: float
-    timeout_s: float
+    timeout_s: float | None  # None: no limit (protocol.timeout_s)
     gpus: list[int]
     offset: int = 0
     killed_by: str | None = None
@@ -275,9 +273,9 @@ class Scheduler:
             active[run.id] = _Active(run, handle, config, attempt, time.monotonic(), self._timeout_s(run), [])
             self.on_event(Event("start", run, status="running", attempt=attempt, message=f"followed again: {handle}"))
 
-    def _timeout_s(self, run: RunPlan) -> float:
-        timeout = run.resources.get("timeout")
-        return timeout * 3600 if timeout else max(MIN_TIMEOUT_S, run.est_hours * 3600 * TIMEOUT_FACTOR)
+    def _timeout_s(self, run: RunPlan) -> float | None:
+        # A remote run's task enforces its own timeout (protocol.cloud_script): never here.
+        return None if self.remote else protocol.timeout_s(run.resources, run.est_hours, remote=False)
 
     def _queued(self, run: RunPlan, record: Any) -> _Queued:
         """A run to start. One whose last attempt was cut short (Ctrl-C, or studyc died)
@@ -390,16 +388,7 @@ class Scheduler:
         config_path = run_dir / CONFIG_FILE
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
         env = dict(run.env)
-        env.update({
-            "STUDYC_CONFIG": str(config_path.resolve()),
-            "STUDYC_RUN_DIR": str(run_dir.resolve()),
-            "STUDYC_RUN_ID": run.id,
-            "STUDYC_ARM": run.arm,
-            "STUDYC_STAGE": run.stage,
-            "STUDYC_SEED": str(run.seed),
-            "STUDYC_STUDY": self.study.study,
-            "STUDYC_RESUME": "1" if resume else "0",
-        })
+        env.update(protocol.local_env(self.study.study, run, run_dir, config_path, resume))
         env.update(wandb_log.run_env(self.study, run.arm, run.stage, run.seed, attempt))
         command = run.command if config is run.config else _rerender(run, config)
         offset = (run_dir / METRICS_FILE).stat().st_size if resume and (run_dir / METRICS_FILE).exists() else 0
@@ -429,8 +418,7 @@ class Scheduler:
         if state.running:
             if live:
                 self._follow(a)
-            # A remote run's task enforces its own timeout, counted from when it (re)starts.
-            if a.killed_by is None and not self.remote and now - a.started > a.timeout_s:
+            if a.killed_by is None and a.timeout_s is not None and now - a.started > a.timeout_s:
                 self._stop(a, "timeout")
             elif a.kill_at is not None and now > a.kill_at:  # ignored SIGTERM
                 self.executor.cancel(a.handle, signal.SIGKILL)
@@ -483,6 +471,9 @@ class Scheduler:
         run, exit_code = a.run, state.exit_code
         run_dir = self.store.run_dir(run.id)
         series = read_metrics(run_dir / METRICS_FILE)
+        if a.killed_by == "timeout" and a.timeout_s is not None:  # the log says what stopped it, and the limit
+            with open(run_dir / LOG_FILE, "a", encoding="utf-8") as log:
+                log.write("\n" + protocol.timeout_note(a.timeout_s, time.monotonic() - a.started) + "\n")
         log_tail = tail(run_dir / LOG_FILE, 50)
         failure = a.killed_by or state.failure or classify(exit_code, log_tail, series, None)
         hours = (time.monotonic() - a.started) / 3600

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from studyc.compiler.plan import Plan, RunPlan
-from studyc.compiler.sky import EXIT_CODE_FILE, TaskRenderer, restarted_by_skypilot, task_name
+from studyc.compiler.sky import TaskRenderer, restarted_by_skypilot, task_name
 from studyc.errors import RunError
-from studyc.runtime.executor import LOG_FILE, Job, JobState, tail
+from studyc.protocol import ATTEMPT, EXIT_CODE_FILE, LOG_FILE, METRICS_FILE, RESUME, WANDB_PREFIX
+from studyc.runtime.executor import Job, JobState, tail
 from studyc.runtime.results import Results, ResultsError, import_wandb, wandb_series, write_metrics
-from studyc.runtime.sdk import METRICS_FILE
 from studyc.runtime.store import Store
 from studyc.spec.loader import LoadedStudy
 from studyc.spec.model import Study
@@ -46,8 +46,8 @@ NOT_THE_RUN = {"FAILED_SETUP", "FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED
 TIMEOUT_EXIT = 124  # `timeout` in the task's run script
 LAUNCH_LOG = "launch.log"
 # Variables of one attempt (not in the compiled task): resuming, and where W&B logs it.
-_ATTEMPT_ENV = ("STUDYC_RESUME", "STUDYC_ATTEMPT")
-_ATTEMPT_ENV_PREFIX = "STUDYC_WANDB_"
+_ATTEMPT_ENV = (RESUME, ATTEMPT)
+_ATTEMPT_ENV_PREFIX = WANDB_PREFIX
 
 
 def import_sky() -> Any:
@@ -248,7 +248,7 @@ class SkyExecutor:
         task = self.tasks.build(run, env)
         handle = SkyHandle(run.id, task_name(self.study.study, run), job.run_dir)
         self.store.job_submitted(run.id, handle.name)  # before launching: a later studyc finds it by name
-        resume = env.get("STUDYC_RESUME") == "1"
+        resume = env.get(RESUME) == "1"
         handle.launch = self.pool.submit(self._launch, handle, task, resume)
         handle.launch.add_done_callback(lambda _: self._wake.set())
         return handle

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from studyc.protocol import HOME
 from studyc.runtime import procs
 
 SCHEMA = """
@@ -92,7 +93,7 @@ _ADDED_COLUMNS = [("runs", "owner", "TEXT"), ("runs", "pgid", "INTEGER"),
 
 
 def default_home() -> Path:
-    return Path(os.environ.get("STUDYC_HOME", ".studyc"))
+    return Path(os.environ.get(HOME, ".studyc"))
 
 
 @dataclass

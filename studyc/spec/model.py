@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
+from studyc import protocol
+
 FAILURE_CLASSES = ("oom", "diverged", "timeout", "preempted", "crashed")
 FailureClass = Literal["oom", "diverged", "timeout", "preempted", "crashed"]
 
@@ -72,7 +74,9 @@ class Resources(Strict):
     memory_gb: float = Field(0, ge=0, description="host memory one run needs, in GB")
     disk_gb: int | None = Field(None, ge=1, description="disk one run needs on the cloud, in GB")
     use_spot: bool | None = Field(None, description="run on spot instances (cloud); overrides cloud.use_spot")
-    timeout: Hours | None = Field(None, gt=0, description="a run still going after this is stopped as 'timeout' (default 3x hours, at least 1 minute)")
+    timeout: Hours | None = Field(None, gt=0, description="a run still going after this is stopped as 'timeout'. Without it a local run "
+                                 f"is never stopped for time; a cloud job is stopped after {protocol.CLOUD_TIMEOUT_FACTOR:g}x "
+                                 f"hours (at least {protocol.CLOUD_MIN_TIMEOUT_S:g} s)")
 
     @property
     def accelerator_name(self) -> str | None:
@@ -98,7 +102,7 @@ class RunSpec(Strict):
 
     command: str = Field(description="shell command; {config.key} and {seed} are filled in, shell-quoted")
     config: dict[str, Any] = Field(default_factory=dict, description="the config every arm starts from; each run "
-                                   "receives its resolved copy as JSON in $STUDYC_CONFIG")
+                                   f"receives its resolved copy as JSON in ${protocol.CONFIG}")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="one run per seed and arm")
     resources: Resources = Field(default_factory=Resources)
     env: dict[str, str] = Field(default_factory=dict, description="environment variables of every run (never secrets)")

@@ -152,6 +152,8 @@ def test_failures_are_classified_and_recovered(tmp_path, write_study, script, bo
     assert record.status == ("done" if failure is None else "failed")
     if failure:
         assert record.log_tail is not None
+    if failure == "timeout":  # the log says what stopped the run, and the limit
+        assert "studyc: stopped by the timeout after" in record.log_tail and "(limit 2.0 s" in record.log_tail
     history = store.attempts(end.run.id)
     if script is FLAKY and failure is None:  # the playbook halved the batch twice: 16 -> 8 -> 4
         assert [json.loads(a["config"])["batch_size"] for a in history] == [16, 8, 4]
