@@ -252,10 +252,10 @@ class _Progress:
 
     MAX_ROWS = 20
 
-    def __init__(self, plan: Any, live: bool, parallel: int | None = None):
+    def __init__(self, plan: Any, live: bool, parallel: int | None = None, remote: bool = False):
         from studyc.runtime.progress import Tracker
 
-        self.tracker = Tracker(plan.runs, parallel or plan.parallel)
+        self.tracker = Tracker(plan.runs, parallel or plan.parallel, remote=remote)
         self.console = _console()
         self.live = None
         if live:
@@ -389,7 +389,7 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
                f"estimated {_money(preview.totals['usd'])}, {preview.totals['wall_hours'] * 60:.1f} min wall-clock")
     if not cloud:  # on the cloud, runs log to W&B with the key passed as a secret
         _note_tracking(loaded.study)
-    with _Progress(preview, live, parallel) as progress:
+    with _Progress(preview, live, parallel, remote=cloud) as progress:
         options = _cloud_options(file, profile, progress, cancel_on_interrupt) if cloud else None
         plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget, parallel=parallel,
                                     cloud=options, compiled=compiled)

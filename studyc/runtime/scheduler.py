@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 from studyc import protocol
 from studyc.compiler.plan import RunPlan, render_command
+from studyc.compiler.resources import Demand, Occupancy, Target
 from studyc.errors import RunError
 from studyc.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE
 from studyc.runtime import procs, wandb_log
@@ -26,6 +27,7 @@ from studyc.runtime.executor import Executor, Job, JobState, tail
 from studyc.runtime.failures import StopRules, apply_edits, classify
 from studyc.runtime.sdk import read_metrics
 from studyc.runtime.store import Store
+from studyc.spec.accelerators import gpu_count
 from studyc.spec.model import Study
 
 
@@ -104,6 +106,11 @@ def host_memory_gb() -> float | None:
     return pages * size / 1e9
 
 
+def host_target(need_gpus: bool, cpus: int | None = None) -> Target:
+    """This machine in the resource model (nvidia-smi asked only when a run needs a GPU)."""
+    return Target(tuple(detect_gpus()) if need_gpus else (), cpus or host_cpus(), host_memory_gb())
+
+
 @dataclass
 class _Queued:
     run: RunPlan
@@ -163,7 +170,7 @@ class Scheduler:
             if self.memory_gb and res.get("memory_gb", 0) > self.memory_gb:
                 raise RunError(f"run {run.arm} (seed {run.seed}) needs {res['memory_gb']:g} GB of memory; this machine has "
                                f"{self.memory_gb:.1f} GB", "lower memory_gb, or run on the cloud (--cloud)")
-            need = _gpu_count(res)
+            need = gpu_count(res.get("accelerators"))
             if need:
                 gpus = self._gpus()
                 if len(gpus) < need:
@@ -174,33 +181,21 @@ class Scheduler:
                     raise RunError(f"run {run.arm} needs {res['vram_gb']:g} GB of GPU memory; the largest GPU here has "
                                    f"{max(gpus):.1f} GB", "lower vram_gb/batch size or use a larger GPU")
 
+    def host(self, need_gpus: bool = True) -> Target:
+        """This machine in the resource model (its GPUs looked up only when a run needs one)."""
+        return Target(tuple(self._gpus()) if need_gpus else (), self.cpus, self.memory_gb)
+
     def _place(self, run: RunPlan, active: dict[str, _Active]) -> list[int] | None:
         """GPU indices for ``run`` given what is running, [] for a CPU run, None if it
-        must wait."""
+        must wait: the plan's packing rules (compiler/resources.py) on this machine."""
         if self.remote:
             return []
-        res = run.resources
-        used_cpus = sum(a.run.resources["cpus"] for a in active.values())
-        if active and used_cpus + res["cpus"] > self.cpus:
-            return None
-        if res.get("memory_gb") and self.memory_gb:
-            used_memory = sum(a.run.resources.get("memory_gb", 0) for a in active.values())
-            if used_memory + res["memory_gb"] > self.memory_gb:
-                return None
-        need = _gpu_count(res)
-        if not need:
-            return []
-        gpus = self._gpus()
-        used = [0.0] * len(gpus)
-        busy = [0] * len(gpus)
+        demand = Demand.of(run.resources)
+        occupancy = Occupancy(self.host(need_gpus=bool(demand.gpus) or any(a.gpus for a in active.values())))
         for a in active.values():
-            for g in a.gpus:
-                used[g] += a.run.resources["vram_gb"] or gpus[g]
-                busy[g] += 1
-        vram = res["vram_gb"]
-        # VRAM known: GPUs are shared while memory lasts; unknown: one run per GPU.
-        free = [g for g in range(len(gpus)) if (used[g] + vram <= gpus[g] if vram else busy[g] == 0)]
-        return free[:need] if len(free) >= need else None
+            occupancy.take(Demand.of(a.run.resources), tuple(a.gpus))
+        gpus = occupancy.place(demand)
+        return None if gpus is None else list(gpus)
 
     # ------------------------------------------------------------ execution
 
@@ -479,7 +474,7 @@ class Scheduler:
         hours = (time.monotonic() - a.started) / 3600
         hourly = run.est_usd / run.est_hours if run.est_hours else 0.0
         usd = hours * hourly
-        gpu_hours = hours * _gpu_count(run.resources)
+        gpu_hours = hours * gpu_count(run.resources.get("accelerators"))
         self.spend.usd += usd
         self.spend.gpu_hours += gpu_hours
         retry = self._recovery(run, failure, a.config) if failure else None
@@ -527,14 +522,6 @@ class Scheduler:
         for a in active.values():
             self.on_event(Event("interrupted", a.run, status="queued", attempt=a.attempt))
         active.clear()
-
-
-def _gpu_count(resources: dict[str, Any]) -> int:
-    acc = resources.get("accelerators")
-    if not acc:
-        return 0
-    _, _, count = acc.partition(":")
-    return int(count) if count else 1
 
 
 def _rerender(run: RunPlan, config: dict[str, Any]) -> str:

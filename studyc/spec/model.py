@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from pydantic_core import PydanticCustomError
 
 from studyc import protocol
+from studyc.spec.accelerators import gpu_count, parse as parse_accelerators
 
 FAILURE_CLASSES = ("oom", "diverged", "timeout", "preempted", "crashed")
 FailureClass = Literal["oom", "diverged", "timeout", "preempted", "crashed"]
@@ -80,14 +81,11 @@ class Resources(Strict):
 
     @property
     def accelerator_name(self) -> str | None:
-        return self.accelerators.split(":")[0] if self.accelerators else None
+        return parse_accelerators(self.accelerators)[0]
 
     @property
     def gpus(self) -> int:
-        if not self.accelerators:
-            return 0
-        _, _, count = self.accelerators.partition(":")
-        return int(count) if count else 1
+        return gpu_count(self.accelerators)
 
     @model_validator(mode="after")
     def _accelerator_format(self) -> "Resources":
