@@ -11,10 +11,10 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from studyc import protocol
@@ -60,6 +60,14 @@ class _Active:
     kill_at: float | None = None  # when to SIGKILL a run that ignores SIGTERM
     latest: dict[str, float] = field(default_factory=dict)
     waiting_since: float | None = None  # a cloud job without its machine yet: its clock stands still
+
+    def deadline(self) -> float | None:
+        """When the scheduler must act on this run unasked: its timeout, or the SIGKILL after one."""
+        if self.kill_at is not None:
+            return self.kill_at
+        if self.killed_by is None and self.timeout_s is not None and self.waiting_since is None:
+            return self.started + self.timeout_s
+        return None
 
 
 @dataclass
@@ -129,12 +137,12 @@ class Scheduler:
     def __init__(self, study: Study, store: Store, executor: Executor, workdir: str, parallel: int,
                  on_event: Callable[[Event], None] = lambda e: None, rerun: set[str] | None = None,
                  cpus: int | None = None, gpus: list[float] | None = None, memory_gb: float | None = None,
-                 poll_s: float = 0.01, live_s: float = 0.25, spend: Spend | None = None,
+                 live_s: float = 0.25, spend: Spend | None = None,
                  study_key: tuple[str, str | None] | None = None, grace_s: float = 5.0):
         self.study = study
         self.store = store
         self.executor = executor
-        self.remote = getattr(executor, "remote", False)
+        self.remote = executor.remote
         self.workdir = workdir
         self.parallel = parallel
         self.on_event = on_event
@@ -142,7 +150,6 @@ class Scheduler:
         self.cpus = cpus or host_cpus()
         self.gpu_memory = gpus if gpus is not None else None
         self.memory_gb = memory_gb or host_memory_gb()
-        self.poll_s = poll_s
         self.live_s = live_s
         self.grace_s = grace_s
         self.stop_rules = StopRules(study)
@@ -229,7 +236,7 @@ class Scheduler:
                     if self._stopping:
                         raise Interrupted()
                     progressed = self._start_ready(todo, active, elsewhere)
-                    now = time.monotonic()
+                    now = self.executor.now()
                     live = now - last_live >= self.live_s
                     if live:
                         last_live = now
@@ -238,7 +245,8 @@ class Scheduler:
                     if elsewhere and live:
                         progressed |= self._check_elsewhere(elsewhere, todo)
                     if not progressed:
-                        self._wait(active, last_live + self.live_s - time.monotonic())
+                        until = min([last_live + self.live_s] + [d for a in active.values() if (d := a.deadline())])
+                        self.executor.wait([a.handle for a in active.values()], max(0.0, until - self.executor.now()))
             except BaseException as exc:
                 self._interrupt(active, exc)
                 raise
@@ -255,8 +263,7 @@ class Scheduler:
     def _adopt(self, todo: deque[_Queued], active: dict[str, _Active]) -> None:
         """Jobs an earlier studyc left going (cloud jobs outlive studyc) are followed
         again as the same attempt, never launched twice."""
-        follow = getattr(self.executor, "follow", None)
-        found = follow([q.run.id for q in todo]) if follow is not None else {}
+        found = self.executor.follow([q.run.id for q in todo])
         for item in [q for q in todo if q.run.id in found]:
             run, handle = item.run, found[item.run.id]
             attempt = self.store.reattach(run.id, self.owner)
@@ -265,7 +272,7 @@ class Scheduler:
             todo.remove(item)
             last = self.store.attempts(run.id)[-1]
             config = json.loads(last["config"]) if last["config"] else run.config
-            active[run.id] = _Active(run, handle, config, attempt, time.monotonic(), self._timeout_s(run), [])
+            active[run.id] = _Active(run, handle, config, attempt, self.executor.now(), self._timeout_s(run), [])
             self.on_event(Event("start", run, status="running", attempt=attempt, message=f"followed again: {handle}"))
 
     def _timeout_s(self, run: RunPlan) -> float | None:
@@ -298,16 +305,6 @@ class Scheduler:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-    def _wait(self, active: dict[str, _Active], timeout: float) -> None:
-        """Until a run may have ended, or the next live tick (``timeout`` seconds)."""
-        wait = getattr(self.executor, "wait", None)
-        if not active:  # only runs of another studyc: they are looked at on live ticks
-            time.sleep(max(0.0, timeout))
-        elif wait is not None:
-            wait([a.handle for a in active.values()], timeout)
-        else:
-            time.sleep(max(0.0, min(timeout, self.poll_s)))
 
     def _start_ready(self, todo: deque[_Queued], active: dict[str, _Active], elsewhere: dict[str, RunPlan]) -> bool:
         # budget.together: runs go in waves of `parallel` that start together, on an idle machine.
@@ -395,15 +392,15 @@ class Scheduler:
             self.store.finish(run.id, "failed", None, "crashed", message, [], 0.0, 0.0)
             self.on_event(Event("end", run, status="failed", failure="crashed", attempt=attempt, message=message))
             return True
-        self.store.launched(run.id, getattr(handle, "pgid", None))
-        active[run.id] = _Active(run, handle, config, attempt, time.monotonic(), self._timeout_s(run), gpus, offset)
+        self.store.launched(run.id, self.executor.process_group(handle))
+        active[run.id] = _Active(run, handle, config, attempt, self.executor.now(), self._timeout_s(run), gpus, offset)
         self.on_event(Event("start", run, status="running", attempt=attempt, message="resumed" if resume else None))
         return True
 
     def _check(self, active: dict[str, _Active], run_id: str, todo: deque[_Queued], live: bool) -> bool:
         a = active[run_id]
         state = self.executor.poll(a.handle)
-        now = time.monotonic()
+        now = self.executor.now()
         if state.waiting:  # neither time nor money runs while a cloud job waits for its machine
             a.waiting_since = a.waiting_since or now
             return False
@@ -413,16 +410,14 @@ class Scheduler:
         if state.running:
             if live:
                 self._follow(a)
-            if a.killed_by is None and a.timeout_s is not None and now - a.started > a.timeout_s:
+            if a.killed_by is None and a.timeout_s is not None and now - a.started >= a.timeout_s:
                 self._stop(a, "timeout")
-            elif a.kill_at is not None and now > a.kill_at:  # ignored SIGTERM
+            elif a.kill_at is not None and now >= a.kill_at:  # ignored SIGTERM
                 self.executor.cancel(a.handle, signal.SIGKILL)
                 a.kill_at = None
             return False
         del active[run_id]
-        reap = getattr(self.executor, "reap", None)
-        if reap is not None:
-            reap(a.handle, grace_s=0)  # whatever the run left behind in its process group
+        self.executor.reap(a.handle, grace_s=0)  # whatever the run left behind in its process group
         self._follow(a)
         self._finish(a, state, todo)
         return True
@@ -459,7 +454,7 @@ class Scheduler:
     def _stop(self, a: _Active, why: str) -> None:
         """Ask a run to end (SIGTERM to its group); SIGKILL follows if it lingers."""
         a.killed_by = why
-        a.kill_at = time.monotonic() + self.grace_s
+        a.kill_at = self.executor.now() + self.grace_s
         self.executor.cancel(a.handle, signal.SIGTERM)
 
     def _finish(self, a: _Active, state: JobState, todo: deque[_Queued]) -> None:
@@ -467,11 +462,10 @@ class Scheduler:
         run_dir = self.store.run_dir(run.id)
         series = read_metrics(run_dir / METRICS_FILE)
         if a.killed_by == "timeout" and a.timeout_s is not None:  # the log says what stopped it, and the limit
-            with open(run_dir / LOG_FILE, "a", encoding="utf-8") as log:
-                log.write("\n" + protocol.timeout_note(a.timeout_s, time.monotonic() - a.started) + "\n")
+            _append_line(run_dir / LOG_FILE, protocol.timeout_note(a.timeout_s, self.executor.now() - a.started))
         log_tail = tail(run_dir / LOG_FILE, 50)
         failure = a.killed_by or state.failure or classify(exit_code, log_tail, series, None)
-        hours = (time.monotonic() - a.started) / 3600
+        hours = (self.executor.now() - a.started) / 3600
         hourly = run.est_usd / run.est_hours if run.est_hours else 0.0
         usd = hours * hourly
         gpu_hours = hours * gpu_count(run.resources.get("accelerators"))
@@ -505,23 +499,31 @@ class Scheduler:
         the queue, so the store says what is true. Cloud jobs may go on without studyc
         instead (the executor decides): the store keeps them running, and the next
         `studyc run` follows them again."""
-        should_stop = getattr(self.executor, "on_interrupt", None)
-        if active and should_stop is not None and not should_stop([a.handle for a in active.values()], exc):
+        if active and not self.executor.on_interrupt([a.handle for a in active.values()], exc):
             for a in active.values():
                 self.on_event(Event("interrupted", a.run, status="running", attempt=a.attempt, message="left running"))
             active.clear()
             return
         for a in active.values():
             self.executor.cancel(a.handle, signal.SIGTERM)
-        reap = getattr(self.executor, "reap", None)
-        deadline = time.monotonic() + self.grace_s
+        deadline = self.executor.now() + self.grace_s
         for a in active.values():
-            if reap is not None:
-                reap(a.handle, grace_s=max(0.0, deadline - time.monotonic()))
+            self.executor.reap(a.handle, grace_s=max(0.0, deadline - self.executor.now()))
         self.store.requeue(list(active))
         for a in active.values():
             self.on_event(Event("interrupted", a.run, status="queued", attempt=a.attempt))
         active.clear()
+
+
+def _append_line(path: Path, line: str) -> None:
+    """``line`` on a line of its own at the end of ``path``."""
+    with open(path, "a+b") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell():
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+        fh.write(line.encode("utf-8") + b"\n")
 
 
 def _rerender(run: RunPlan, config: dict[str, Any]) -> str:

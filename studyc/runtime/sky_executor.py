@@ -29,7 +29,7 @@ from studyc.compiler.plan import Plan, RunPlan
 from studyc.compiler.sky import TaskRenderer, restarted_by_skypilot, task_name
 from studyc.errors import RunError
 from studyc.protocol import ATTEMPT, EXIT_CODE_FILE, LOG_FILE, METRICS_FILE, RESUME, WANDB_PREFIX
-from studyc.runtime.executor import Job, JobState, tail
+from studyc.runtime.executor import Executor, Job, JobState, tail
 from studyc.runtime.results import Results, ResultsError, import_wandb, wandb_series, write_metrics
 from studyc.runtime.store import Store
 from studyc.spec.loader import LoadedStudy
@@ -194,7 +194,7 @@ class SkyHandle:
         return f"managed job {self.job_id} ({self.name})" if self.job_id is not None else f"managed job {self.name}"
 
 
-class SkyExecutor:
+class SkyExecutor(Executor):
     """One SkyPilot managed job per attempt; see the module's docstring."""
 
     remote = True
