@@ -339,10 +339,10 @@ class _Progress:
             click.echo(f"           {self._summary()}")
 
 
-def _store(store_dir: Path | None):
+def _store(store_dir: Path | None, readonly: bool = False):
     from studyc.runtime.store import Store
 
-    return Store(store_dir)
+    return Store(store_dir, readonly=readonly)
 
 
 @main.command()
@@ -439,7 +439,7 @@ def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | Non
     home = store_dir or _default_home()
     finished: set[str] = set()
     if (home / "store.db").exists():  # runs that finished earlier are reused, not launched
-        records = _store(home).records([t.run.id for t in dry.tasks])
+        records = _store(home, readonly=True).records([t.run.id for t in dry.tasks])
         finished = {i for i, r in records.items() if r.status == "done"}
     launch = [t for t in dry.tasks if t.run.id not in finished or t.run.arm in rerun]
     console = _console()
@@ -556,7 +556,7 @@ def report(file: Path, profile: str | None, out: Path | None, fail_on: str | Non
     from studyc import orchestrate
 
     loaded = _load(str(file), profile)
-    result = orchestrate.report(loaded, _store(store_dir), out)
+    result = orchestrate.report(loaded, _store(store_dir, readonly=True), out)
     for note in result.notes:
         _console().print(f"[yellow]note:[/] {_escape(note)}")
     _print_verdicts(result)
@@ -598,7 +598,9 @@ def _iso(ts: float | None) -> str | None:
 def status(file: Path, profile: str | None, as_json: bool, store_dir: Path | None) -> None:
     """Where each run of the study stands (from the store)."""
     loaded = _load(str(file), profile)
-    rows = status_rows(loaded, _store(store_dir))
+    store = _store(store_dir, readonly=True)
+    with store.guard():
+        rows = status_rows(loaded, store)
     if as_json:
         click.echo(json.dumps({"study": loaded.study.study, "profile": profile, "runs": rows}, indent=2))
         return
@@ -615,6 +617,22 @@ def status(file: Path, profile: str | None, as_json: bool, store_dir: Path | Non
         table.add_row(row["id"], row["arm"], row["stage"], str(row["seed"]), row["status"], str(row["attempts"]),
                       row["failure"] or "", row["ended_at"] or "")
     _console().print(table)
+
+
+@main.group(name="store")
+def store_group() -> None:
+    """Look after the store (.studyc/store.db, or $STUDYC_HOME)."""
+
+
+@store_group.command()
+@click.option("--fresh", is_flag=True, help="Start an empty store instead (finished runs will run again).")
+@store_option
+def repair(fresh: bool, store_dir: Path | None) -> None:
+    """Set a damaged store aside (it is kept) and put a working one in its place: the
+    backup taken before the last run when it is sound, else every row still readable."""
+    from studyc.runtime.store import default_home, repair as repair_store
+
+    click.echo(repair_store(store_dir or default_home(), fresh=fresh))
 
 
 if __name__ == "__main__":  # pragma: no cover

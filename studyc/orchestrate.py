@@ -97,7 +97,8 @@ def execute(loaded: LoadedStudy, store: Store, on_event: Callable[[Event], None]
     compiler, plan = compiled.compiler, compiled.plan
     check_budget(plan, allow_over_budget)
     study, profile = loaded.study, loaded.profile
-    with StudyLock(store, study.study, profile):
+    with StudyLock(store, study.study, profile), store.guard("write"):
+        store.backup()  # what `studyc store repair` restores if this run leaves the store damaged
         planned = [r for r in plan.runs if not r.pending]
         store.register_study(study.study, profile, str(loaded.path), plan.spec_hash, plan.checks_hash)
         store.forget_membership(study.study, profile, {(r.stage, r.arm, r.seed) for r in planned})
@@ -151,7 +152,8 @@ def report(loaded: LoadedStudy, store: Store, out: Path | None = None, plan: Pla
         facts = {"spec_hash": plan.spec_hash, "checks_hash": plan.checks_hash, "totals": plan.totals}
     else:
         facts, notes = _plan_facts(loaded, out)
-    built = build_report(loaded.study, store, loaded.profile, out, facts)
+    with store.guard():
+        built = build_report(loaded.study, store, loaded.profile, out, facts)
     return Report(built.paths, built.verdicts, out, built.preregistration, notes)
 
 
