@@ -20,7 +20,6 @@ import shutil
 import socket
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +92,16 @@ CREATE TABLE IF NOT EXISTS study_runs (
     PRIMARY KEY (study, profile, stage, arm, seed)
 );
 CREATE INDEX IF NOT EXISTS study_runs_run ON study_runs (run_id);
+CREATE TABLE IF NOT EXISTS series_stats (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    lo REAL,
+    hi REAL,
+    mean REAL,
+    last REAL,
+    last_seq INTEGER,
+    PRIMARY KEY (run_id, name)
+);
 """
 
 STATUSES = ("queued", "running", "done", "failed", "skipped")
@@ -115,10 +124,26 @@ def _add_columns(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
+# Each run's logged series reduced by SQLite when the run's end is recorded, so that a
+# report reads one row per run and series instead of every metric row.
+_REDUCE = (
+    "INSERT INTO series_stats (run_id, name, lo, hi, mean, last_seq) SELECT run_id, name, MIN(value), MAX(value),"
+    " AVG(value), MAX(seq) FROM metrics WHERE {where} GROUP BY run_id, name")
+_REDUCE_LAST = (
+    "UPDATE series_stats SET last = (SELECT m.value FROM metrics m WHERE m.run_id = series_stats.run_id"
+    " AND m.seq = series_stats.last_seq AND m.name = series_stats.name) WHERE {where}")
+
+
+def _reduce_all(db: sqlite3.Connection) -> None:
+    db.execute("DELETE FROM series_stats")
+    db.execute(_REDUCE.format(where="1"))
+    db.execute(_REDUCE_LAST.format(where="1"))
+
+
 # user_version -> the step that brings a store of that version to the next. Version 0 is
 # a store from before versioning (its tables are created by SCHEMA, its columns added here).
-SCHEMA_VERSION = 1
-MIGRATIONS = {0: _add_columns}
+SCHEMA_VERSION = 2
+MIGRATIONS = {0: _add_columns, 1: _reduce_all}
 
 
 class StoreError(RunError):
@@ -442,6 +467,9 @@ class Store:
                        (status, failure, exit_code, now, log_tail, run_id, attempt))
             db.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
             db.executemany("INSERT INTO metrics (run_id, seq, step, name, value) VALUES (?,?,?,?,?)", rows)
+            db.execute("DELETE FROM series_stats WHERE run_id=?", (run_id,))
+            db.execute(_REDUCE.format(where="run_id = ?1"), (run_id,))
+            db.execute(_REDUCE_LAST.format(where="run_id = ?1"), (run_id,))
             db.execute("UPDATE runs SET status=?, failure=?, exit_code=?, ended_at=?, log_tail=?, owner=NULL, pgid=NULL,"
                        " usd=COALESCE(usd,0)+?, gpu_hours=COALESCE(gpu_hours,0)+? WHERE id=?",
                        (status if final else "queued", failure, exit_code, now, log_tail, usd or 0.0, gpu_hours or 0.0, run_id))
@@ -514,33 +542,23 @@ class Store:
     # ------------------------------------------------------------ reductions for the report
 
     def reduced_series(self, run_ids: list[str]) -> dict[str, dict[str, dict[str, float]]]:
-        """Per run and logged series: last, min, max and mean, reduced by SQLite one run at
-        a time (a small in-memory sort each, where one query over millions of metric rows
-        spills a large sort to disk), on parallel read-only connections (sqlite releases
-        the GIL)."""
-        workers = max(1, min(4, os.cpu_count() or 1, len(run_ids) // 250))
-        size = max(1, -(-len(run_ids) // workers))
-
-        def reduce_chunk(chunk: list[str]) -> dict[str, dict[str, dict[str, float]]]:
-            db = self._reader() if workers > 1 else self.db
-            try:
-                return {rid: {name: {"last": _nan(last), "min": _nan(lo), "max": _nan(hi), "mean": _nan(mean)}
-                              for name, lo, hi, mean, last in db.execute(_REDUCE_RUN, (rid,))} for rid in chunk}
-            finally:
-                if db is not self.db:
-                    db.close()
-
-        out: dict[str, dict[str, dict[str, float]]] = {}
-        with self.guard(), ThreadPoolExecutor(workers) as pool:
-            for part in pool.map(reduce_chunk, [run_ids[i:i + size] for i in range(0, len(run_ids), size)]):
-                out.update(part)
+        """Per run and logged series: last, min, max and mean (reduced by SQLite when the
+        run's end was recorded), in one query."""
+        with self.guard():
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version < 2:  # an older store opened read-only: reduce its metric rows now
+                rows = self.db.execute(
+                    "SELECT g.run_id, g.name, g.lo, g.hi, g.mean, m.value FROM (SELECT run_id, name, MIN(value) lo,"
+                    " MAX(value) hi, AVG(value) mean, MAX(seq) last_seq FROM metrics WHERE run_id IN"
+                    " (SELECT value FROM json_each(?1)) GROUP BY run_id, name) g JOIN metrics m ON m.run_id = g.run_id"
+                    " AND m.seq = g.last_seq AND m.name = g.name", (json.dumps(run_ids),))
+            else:
+                rows = self.db.execute("SELECT run_id, name, lo, hi, mean, last FROM series_stats"
+                                       " WHERE run_id IN (SELECT value FROM json_each(?))", (json.dumps(run_ids),))
+            out: dict[str, dict[str, dict[str, float]]] = {rid: {} for rid in run_ids}
+            for rid, name, lo, hi, mean, last in rows:
+                out[rid][name] = {"last": _nan(last), "min": _nan(lo), "max": _nan(hi), "mean": _nan(mean)}
         return out
-
-    def _reader(self) -> sqlite3.Connection:
-        """Another read-only connection to the store (for a worker thread)."""
-        if self.readonly:
-            return self._open_readonly()
-        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
 
     def points(self, series: str, run_ids: list[str]) -> Iterator[tuple[str, Any, float | None]]:
         """(run id, step (or seq when the run logged none), value) of one logged series."""
@@ -554,12 +572,6 @@ class Store:
         with self.guard():
             return [r[0] or None for r in self.db.execute(
                 "SELECT DISTINCT profile FROM study_runs WHERE study = ?", (study,))]
-
-
-_REDUCE_RUN = (  # the last value is looked up by key at the series' last seq
-    "SELECT g.name, g.lo, g.hi, g.mean, m.value FROM (SELECT name, MIN(value) lo, MAX(value) hi, AVG(value) mean,"
-    " MAX(seq) last_seq FROM metrics WHERE run_id = ?1 GROUP BY name) g"
-    " JOIN metrics m ON m.run_id = ?1 AND m.seq = g.last_seq AND m.name = g.name")
 
 
 def _nan(value: float | None) -> float:

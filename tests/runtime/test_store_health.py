@@ -152,3 +152,24 @@ def test_a_store_cut_short_is_refused_on_open_without_a_full_check(tmp_path, mon
     monkeypatch.setattr("studyc.runtime.store.QUICK_CHECK_MAX_BYTES", 0)  # as for a large store
     with pytest.raises(StoreError, match="is cut short"):
         Store(tmp_path, readonly=True)
+
+
+def test_series_are_reduced_when_a_run_ends_and_by_the_migration(tmp_path):
+    import math
+
+    store = Store(tmp_path)
+    plan = RunPlan("r1", "a", "main", 0, "true", "true", {}, {"cpus": 1}, {}, 0.1, 0.0, 0.0)
+    store.add_runs("s", None, [plan])
+    store.claim("r1", {}, procs.owner_token())
+    store.finish("r1", "done", 0, None, None, [{"step": 0, "loss": 3.0}, {"step": 1, "loss": 1.0},
+                                               {"step": 2, "loss": 2.0, "acc": float("nan")}], 0.0, 0.0)
+    expected = {"loss": {"last": 2.0, "min": 1.0, "max": 3.0, "mean": 2.0}}
+    reduced = store.reduced_series(["r1", "none"])
+    assert reduced["r1"]["loss"] == expected["loss"] and reduced["none"] == {}
+    assert math.isnan(reduced["r1"]["acc"]["last"])
+    store.db.execute("DELETE FROM series_stats")
+    store.db.execute("PRAGMA user_version = 1")  # a store from before the reductions were kept
+    store.close()
+    assert Store(tmp_path, readonly=True).reduced_series(["r1"])["r1"]["loss"] == expected["loss"]  # read as it is
+    assert Store(tmp_path).reduced_series(["r1"])["r1"]["loss"] == expected["loss"]  # migrated
+    assert Store(tmp_path).db.execute("SELECT COUNT(*) FROM series_stats").fetchone()[0] == 2
