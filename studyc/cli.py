@@ -114,6 +114,7 @@ def main() -> None:
     studyc status STUDY                       where each run stands
     studyc report STUDY                       re-render the report from the store
     studyc schema > studyc.schema.json        the JSON Schema of study files, for editors
+    studyc store repair                       a damaged store: restore its backup, or keep what is readable
     """
 
 
