@@ -113,6 +113,7 @@ def main() -> None:
     studyc run STUDY --profile cpu            run locally, judge, write the report
     studyc status STUDY                       where each run stands
     studyc report STUDY                       re-render the report from the store
+    studyc promote STUDY [--to FILE]          write the champion's config into the study (or FILE)
     studyc schema > studyc.schema.json        the JSON Schema of study files, for editors
     studyc store repair                       a damaged store: restore its backup, or keep what is readable
     """
@@ -162,11 +163,25 @@ def schema() -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @profile_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(file: Path, profile: str | None, as_json: bool) -> None:
+@click.option("--seeds-needed", is_flag=True, help="Per hypothesis, the seeds per arm that likely give a verdict "
+              "(PASS or FAIL), from the pilot runs in the store or the study's declared spread, with their cost.")
+@click.option("--probability", type=click.FloatRange(0.5, 0.99), default=0.8, show_default=True,
+              help="With --seeds-needed: the chance of a verdict to plan for.")
+@click.option("--design", type=click.Choice(["fixed", "confidence_sequence"]), default=None,
+              help="With --seeds-needed: plan for this design [default: the study's, or confidence_sequence once "
+                   "--until-settled added seeds].")
+@store_option
+def plan(file: Path, profile: str | None, as_json: bool, seeds_needed: bool, probability: float, design: str | None,
+         store_dir: Path | None) -> None:
     """Show every run with its estimates, the schedule (which runs share the machine
     when), the totals and the budget check. Runs nothing."""
     from studyc.compiler.plan import compile_plan
 
+    if design and not seeds_needed:
+        raise RunError("--design goes with --seeds-needed", "add --seeds-needed; the study's design is stats.design")
+    if seeds_needed:
+        _seeds_needed(_load(str(file), profile), store_dir, probability, design, as_json)
+        return
     result = compile_plan(_load(str(file), profile))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
@@ -247,6 +262,28 @@ def _print_plan(plan: Any) -> None:
         console.print("  `studyc run` and `studyc compile` refuse this plan; --allow-over-budget overrides on purpose")
 
 
+def _seeds_needed(loaded: Any, store_dir: Path | None, probability: float, design: str | None, as_json: bool) -> None:
+    from studyc.report.collect import Results, collect
+    from studyc.report.seeds_needed import seeds_needed, summary_lines
+    from studyc.report.sequential import design_of, read_looks
+
+    home = store_dir or _default_home()
+    results, looks = Results(loaded.study, loaded.profile, [], {}, {}, []), []
+    if (home / "store.db").exists():  # a pilot, when the store has one
+        store = _store(home, readonly=True)
+        results, looks = collect(loaded.study, store, loaded.profile), read_looks(store, loaded.study.study, loaded.profile)
+    out = seeds_needed(loaded, results, probability, design or design_of(loaded.study, looks))
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        from rich.markup import escape
+
+        for line in summary_lines(out):  # a hypothesis' figures, then its assumptions, indented
+            _console().print(escape(line) if line.startswith(" ") else f"[bold]{escape(line)}[/]")
+    if any(h["refused"] for h in out["hypotheses"]):
+        sys.exit(1)
+
+
 class _Progress:
     """Shows run events: a live table on a terminal (counts, each run's latest metrics,
     elapsed, ETA, spend), plain log lines otherwise."""
@@ -259,6 +296,7 @@ class _Progress:
         self.tracker = Tracker(plan.runs, parallel or plan.parallel, remote=remote)
         self.console = _console()
         self.live = None
+        self.sequential: list[str] = []  # --until-settled: the open hypotheses at the latest look
         if live:
             from rich.live import Live
 
@@ -308,7 +346,23 @@ class _Progress:
             table.add_row(run.arm, *((run.stage,) if staged else ()), str(run.seed),
                           view.status + (f" ({view.failure})" if view.failure else ""), str(view.attempt or ""),
                           duration_text(elapsed) if elapsed is not None else "", latest or view.note or "")
-        return Group(Text(self._summary(sep="\n")), table)
+        return Group(Text(self._summary(sep="\n")), table, *map(Text, self.sequential))
+
+    def look(self, look: Any) -> None:
+        """--until-settled: each open hypothesis' interval against its threshold and its
+        seeds after a batch; drawn under the table, or logged."""
+        self.sequential = [f"look {look.number}: seeds per arm " + ", ".join(f"{a} {n}" for a, n in look.seeds.items())]
+        for h in look.hypotheses:
+            if h["open"]:
+                self.sequential.append(f"  {h['hypothesis']} {h['status']}: {h['interval']} "
+                                       f"({h['seeds_per_arm']} seeds per arm)")
+        settled = [h["hypothesis"] + " " + h["status"] for h in look.hypotheses if not h["open"]]
+        if settled:
+            self.sequential.append("  settled: " + ", ".join(settled))
+        self.sequential.append("  next: " + (", ".join(f"{a} +{k}" for a, k in look.adding.items()) if look.adding
+                                             else f"stop ({look.stop})"))
+        if not self.live:
+            click.echo("\n".join(self.sequential))
 
     def __call__(self, event: Any) -> None:
         from studyc.runtime.progress import duration_text, metrics_text
@@ -361,10 +415,16 @@ def _store(store_dir: Path | None, readonly: bool = False):
                    "else leave them running].")
 @click.option("--fail-on", type=click.Choice(["fail", "inconclusive"]), default=None,
               help="Exit 3 when a hypothesis FAILs (or is not PASS, with 'inconclusive').")
+@click.option("--until-settled", is_flag=True, help="After the planned seeds, add seeds in batches to the arms of "
+              "open hypotheses until each is PASS or FAIL, judged on the confidence sequence (docs/sequential.md).")
+@click.option("--max-seeds", type=click.IntRange(min=2), default=None,
+              help="With --until-settled: at most this many seeds per arm [default: 20].")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="With --until-settled: seeds added per arm between looks [default: fill the parallel slots].")
 @store_option
 def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...], allow_over_budget: bool,
         parallel: int | None, cloud: bool, dryrun: bool, cancel_on_interrupt: bool, fail_on: str | None,
-        store_dir: Path | None) -> None:
+        until_settled: bool, max_seeds: int | None, batch: int | None, store_dir: Path | None) -> None:
     """Compile, run every stage (locally, or as SkyPilot managed jobs with --cloud;
     finished runs are reused), judge, write the report."""
     from studyc import orchestrate
@@ -372,7 +432,22 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
     if (dryrun or cancel_on_interrupt) and not cloud:
         flag = "--dryrun" if dryrun else "--cancel-on-interrupt"
         raise RunError(f"{flag} goes with --cloud", "add --cloud (a local run's plan: `studyc plan FILE`)")
+    if (max_seeds or batch) and not until_settled:
+        raise RunError(f"{'--max-seeds' if max_seeds else '--batch'} goes with --until-settled",
+                       "add --until-settled, or set the seeds in the study (run.seeds)")
+    if until_settled and (rerun or dryrun):
+        raise RunError(f"--until-settled does not go with {'--rerun' if rerun else '--dryrun'}",
+                       "run the arm again first (`studyc run --rerun ARM`), then --until-settled; the seeds it "
+                       "would add depend on results, so there is no dry run of them" if rerun else
+                       "`studyc plan --seeds-needed` estimates the seeds it would add")
     loaded = _load(str(file), profile)
+    if until_settled:
+        from studyc.orchestrate_sequential import check_sequential
+
+        check_sequential(loaded)
+        if loaded.study.stats.design == "fixed":
+            click.echo("note: the study declares stats.design: fixed; with seeds added until settled it is judged on "
+                       "the confidence sequence (docs/sequential.md), in this report and every later one")
     unknown = [a for a in rerun if a not in _arm_names(loaded)]
     if unknown:
         from studyc.errors import did_you_mean
@@ -392,8 +467,17 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
         _note_tracking(loaded.study)
     with _Progress(preview, live, parallel, remote=cloud) as progress:
         options = _cloud_options(file, profile, progress, cancel_on_interrupt) if cloud else None
-        plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget, parallel=parallel,
-                                    cloud=options, compiled=compiled)
+        if until_settled:
+            from studyc.orchestrate_sequential import run_until_settled
+
+            settled = run_until_settled(loaded, store, max_seeds or 20, batch, progress, progress.look,
+                                        allow_over_budget, parallel=parallel, cloud=options)
+            plan_ = settled.plan
+        else:
+            plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget, parallel=parallel,
+                                        cloud=options, compiled=compiled)
+    if until_settled:
+        click.echo(f"stopped after {len(settled.looks)} look{'s' if len(settled.looks) != 1 else ''}: {settled.reason}")
     result = orchestrate.report(loaded, store, out, plan_)
     _print_verdicts(result)
     _exit_for_verdicts(result.verdicts, fail_on)
@@ -602,8 +686,10 @@ def status(file: Path, profile: str | None, as_json: bool, store_dir: Path | Non
     store = _store(store_dir, readonly=True)
     with store.guard():
         rows = status_rows(loaded, store)
+        sequential = _sequential_status(loaded, store)
     if as_json:
-        click.echo(json.dumps({"study": loaded.study.study, "profile": profile, "runs": rows}, indent=2))
+        click.echo(json.dumps({"study": loaded.study.study, "profile": profile, "runs": rows,
+                               **({"sequential": sequential} if sequential else {})}, indent=2))
         return
     from rich.table import Table
 
@@ -618,6 +704,78 @@ def status(file: Path, profile: str | None, as_json: bool, store_dir: Path | Non
         table.add_row(row["id"], row["arm"], row["stage"], str(row["seed"]), row["status"], str(row["attempts"]),
                       row["failure"] or "", row["ended_at"] or "")
     _console().print(table)
+    if sequential:
+        from rich.markup import escape
+
+        _console().print(f"{sequential['design']}: {sequential['looks']} looks so far")
+        for h in sequential["hypotheses"]:
+            _console().print(f"  {h['hypothesis']} {h['status']}: {escape(h['interval'])} "
+                             f"({h['seeds_per_arm']} seeds per arm)")
+
+
+def _sequential_status(loaded: Any, store: Any) -> dict[str, Any] | None:
+    """Under the confidence_sequence design: each hypothesis' interval against its
+    threshold and its seeds, as the latest look of --until-settled saw them (as the
+    live display shows), else as judged now."""
+    from studyc.report.sequential import DESIGN, SequentialJudge, design_of, open_lines, read_looks
+
+    looks = read_looks(store, loaded.study.study, loaded.profile)
+    if design_of(loaded.study, looks) != DESIGN:
+        return None
+    if looks:
+        return {"design": DESIGN, "looks": len(looks), "at": looks[-1]["at"], "seeds": looks[-1]["seeds"],
+                "hypotheses": looks[-1]["hypotheses"]}
+    from studyc.report.collect import collect
+
+    verdicts = SequentialJudge(loaded.study, collect(loaded.study, store, loaded.profile)).all()
+    return {"design": DESIGN, "looks": 0, "hypotheses": open_lines(verdicts)}
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@profile_option
+@click.option("--to", "to", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write into this config file (YAML, or JSON by its .json suffix; created if absent) instead of "
+                   "the study's run.config.")
+@click.option("--arm", default=None, help="Promote this arm instead of the champion (e.g. the one a decision names).")
+@click.option("--dryrun", is_flag=True, help="Print the change as a diff; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was promoted as JSON.")
+@store_option
+def promote(file: Path, profile: str | None, to: Path | None, arm: str | None, dryrun: bool, as_json: bool,
+            store_dir: Path | None) -> None:
+    """Write the champion's config (run.config, its arm, its stage) back into the study
+    as its new run.config values, or into a config file, keeping comments and layout.
+    With report.leaderboard set, the champion's row is marked as promoted."""
+    from studyc.promote import promote as promote_
+
+    home = store_dir or _default_home()
+    if not (home / "store.db").exists():  # no store: nothing to judge, and nothing is created
+        raise RunError(f"no results yet: there is no store at {home}",
+                       f"run the study first (`studyc run {file}`), or point --store (or $STUDYC_HOME) at its store")
+    done = promote_(file, profile, _store(home, readonly=True), to, arm, dryrun)
+    if as_json:
+        click.echo(json.dumps(done.to_dict(), indent=2))
+        return
+    from rich.markup import escape
+
+    console = _console()
+    where = f"{done.target}" + (f" ({done.at})" if done.at else "")
+    console.print(f"{'would promote' if dryrun else 'promoted'} [bold]{escape(done.winner.arm)}[/] "
+                  f"({escape(done.winner.why)}) into {escape(where)}")
+    if not done.changes:
+        console.print("nothing to change: the file already holds these values")
+    for change in done.changes:
+        old = "(new key)" if change["added"] else json.dumps(change["old"])
+        console.print(f"  {escape(change['key'])}: {escape(old)} -> {escape(json.dumps(change['new']))}")
+    if dryrun and done.diff:
+        click.echo(done.diff, nl=False)
+    if done.leaderboard:
+        console.print(f"leaderboard {escape(done.leaderboard['path'])}: the row of {escape(done.winner.arm)} is marked "
+                      "promoted")
+    if done.decision.get("status") == "reached":
+        console.print(f"decision: {escape(done.decision['then'])}")
+    elif done.decision.get("status") == "pending":
+        console.print(f"[yellow]decision: pending[/] ({escape(done.decision['because'])})")
 
 
 @main.group(name="store")

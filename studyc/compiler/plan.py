@@ -123,7 +123,8 @@ def checks_hash(study: Study) -> str:
         "gates": {k: s.gate for k, s in study.stages.items() if s.gate},
         "decision": [r.model_dump(by_alias=True) for r in study.decision],
         "baselines": {k: b.values for k, b in study.baselines.items()},
-        "stats": study.stats.model_dump(),
+        # a fixed design (the default) leaves the hash of studies written before designs existed as it was
+        "stats": study.stats.model_dump(exclude={"design"} if study.stats.design == "fixed" else None),
     }
     return hashlib.sha256(canonical(payload).encode()).hexdigest()[:16]
 

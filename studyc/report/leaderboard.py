@@ -26,6 +26,7 @@ from studyc.spec.arms import ArmSpec
 PARAM_METRICS = ("params", "n_params", "num_params", "parameters")
 HEAD = ["run_id", "timestamp", "label"]
 TAIL = ["wall_clock (s)", "params", "tags", "study", "profile", "arm", "n", "config"]
+PROMOTED = "promoted"  # set by `studyc promote`: when, and into which file
 
 
 def _cell(value: Any) -> str:
@@ -98,8 +99,8 @@ def _merge(path: Path, new_rows: list[dict[str, str]]) -> dict[str, int]:
     index = {row.get("run_id"): i for i, row in enumerate(old_rows)}
     added = updated = 0
     for row in new_rows:
-        if row["run_id"] in index:
-            old_rows[index[row["run_id"]]] = row
+        if row["run_id"] in index:  # cells the row does not write (a promotion mark) are kept
+            old_rows[index[row["run_id"]]] = {**old_rows[index[row["run_id"]]], **row}
             updated += 1
         else:
             index[row["run_id"]] = len(old_rows)

@@ -9,9 +9,14 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
+def _infinite(value: float | None) -> str | None:
+    """±∞ (an interval that is still the whole line), else None."""
+    return None if value is None or not math.isinf(value) else ("∞" if value > 0 else "−∞")
+
+
 def fmt(value: float | None, digits: int = 4) -> str:
     if not _finite(value):
-        return "NaN"
+        return _infinite(value) or "NaN"
     if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
         return f"{value:.{max(digits - 1, 1)}g}"
     return f"{value:.{digits}g}"
@@ -19,7 +24,7 @@ def fmt(value: float | None, digits: int = 4) -> str:
 
 def fmt_width(value: float | None) -> str:
     """An interval's half-width: two significant figures are all it carries."""
-    return f"{value:.2g}" if _finite(value) else "NaN"
+    return f"{value:.2g}" if _finite(value) else _infinite(value) or "NaN"
 
 
 def fmt_threshold(threshold: float, observed: float | None) -> str:
@@ -40,7 +45,7 @@ def fmt_threshold(threshold: float, observed: float | None) -> str:
 
 
 def pct(value: float) -> str:
-    return f"{value * 100:+.1f}%" if _finite(value) else "NaN"
+    return f"{value * 100:+.1f}%" if _finite(value) else _infinite(value) or "NaN"
 
 
 def duration(seconds: float | None) -> str:

@@ -10,9 +10,9 @@ from typing import Any
 from studyc.errors import RunError
 from studyc.report import leaderboard, plots
 from studyc.report.collect import collect, curves
-from studyc.report.judge import Judge
 from studyc.report.prereg import preregistration
 from studyc.report.render import featured_arms, render
+from studyc.report.sequential import judge, read_looks
 from studyc.runtime.store import Store
 from studyc.spec.arms import expand_arms
 from studyc.spec.model import Study
@@ -35,7 +35,7 @@ def build_report(study: Study, store: Store, profile: str | None, out: Path, pla
                 else "run it first with `studyc run`, or point --store (or $STUDYC_HOME) at the store that has its runs")
         raise RunError(f"the store at {store.home} holds no runs of study '{study.study}'"
                        + (f" with profile '{profile}'" if profile else ""), hint)
-    verdicts = Judge(study, results).all()
+    verdicts = judge(study, results, read_looks(store, study.study, profile)).all()
     prereg = preregistration(store.study_record(study.study, profile), plan["checks_hash"],
                              any(r.status == "done" for r in results.all_runs()))
     specs = expand_arms(study)

@@ -102,7 +102,8 @@ class RunSpec(Strict):
     config: dict[str, Any] = Field(default_factory=dict, description="the config every arm starts from; each run "
                                    f"receives its resolved copy as JSON in ${protocol.CONFIG}")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="one run per seed and arm")
-    resources: Resources = Field(default_factory=Resources)
+    resources: Resources = Field(default_factory=Resources,
+                                 description="what one run needs (arms and stages override it)")
     env: dict[str, str] = Field(default_factory=dict, description="environment variables of every run (never secrets)")
     workdir: str | None = Field(None, description="directory the command runs in, relative to the study file")
     setup: str | None = Field(None, description="commands run once per machine before the runs (cloud)")
@@ -118,7 +119,10 @@ class Metric(Strict):
     from_: str | None = Field(None, alias="from", description="the logged series this metric reduces (default: its own name)")
     expr: Expr | None = Field(None, description="derived: over this run's metrics (peak_acc - final_acc), or over "
                               "arms for a study-level figure (1 - optimized.total_time / baseline.total_time)")
-    description: str | None = None
+    spread: float | None = Field(None, gt=0, description="expected standard deviation of this metric across seeds "
+                                 "(in its unit); `studyc plan --seeds-needed` uses it where the store has no pilot "
+                                 "runs with a spread")
+    description: str | None = Field(None, description="what the metric measures (documentation)")
 
     @model_validator(mode="after")
     def _one_source(self) -> "Metric":
@@ -134,7 +138,7 @@ class Baseline(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True,
                               json_schema_extra={"additionalProperties": {"type": "number"}})
     source: str | None = Field(None, description="where the numbers come from (report, run, paper)")
-    description: str | None = None
+    description: str | None = Field(None, description="what the baseline is (documentation)")
 
     @property
     def values(self) -> dict[str, Any]:
@@ -174,8 +178,9 @@ class Arm(Strict):
     reuse: Reuse | None = Field(None, description="results that exist already; the arm is not run")
     same_as: str | None = Field(None, description="this arm's results are another arm's (e.g. the same config run once)")
     label: str | None = Field(None, description="a human name, e.g. the config file it stands for")
-    tags: list[str] = Field(default_factory=list)
-    description: str | None = None
+    tags: list[str] = Field(default_factory=list,
+                            description="labels of this arm, added to the study's tags in the leaderboard")
+    description: str | None = Field(None, description="what this arm tests (documentation)")
 
 
 class Promote(Strict):
@@ -191,24 +196,24 @@ class Stage(Strict):
         "all", description="arms (or sweep families) this stage runs; 'promoted' takes what the needed stages promote")
     needs: list[str] = Field(default_factory=list, description="stages whose promoted arms this stage takes")
     config: dict[str, Any] = Field(default_factory=dict, description="overlay on each arm's config in this stage")
-    resources: Resources | None = None
-    seeds: list[int] | None = Field(None, min_length=1)
+    resources: Resources | None = Field(None, description="overrides the arms' resources in this stage")
+    seeds: list[int] | None = Field(None, min_length=1, description="overrides the arms' seeds in this stage")
     gate: Expr | None = Field(None, description="condition a candidate must pass to be promoted: bare metric names are "
                               "the candidate's, arm.metric and baseline.metric others'")
     promote: Promote | Literal["all"] | None = Field(
         None, description="{top: k, by: metric}: the best k that pass the gate; 'all': every arm, forced")
-    description: str | None = None
+    description: str | None = Field(None, description="what this round is for, shown in the report")
 
 
 class Hypothesis(Strict):
     claim: str = Field(description="the hypothesis in words")
     check: Expr = Field(description="the condition that decides it, e.g. pure_128.nrmse <= 1.05 * u_shaped_128.nrmse")
-    description: str | None = None
+    description: str | None = Field(None, description="background for the hypothesis (documentation)")
 
 
 class Tier(Strict):
     check: Expr = Field(description="condition for the tier, usually over champion.<metric>")
-    description: str | None = None
+    description: str | None = Field(None, description="what reaching this tier means (documentation)")
 
 
 class DecisionRule(Strict):
@@ -261,16 +266,22 @@ class Stats(Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1, description="level of the confidence intervals checks are judged on")
     method: Literal["t", "bootstrap"] = Field("t", description="t-interval (Welch between arms) or bootstrap")
     correction: Literal["holm", "none"] = Field("holm", description="multiple-comparison correction across hypotheses")
-    bootstrap_samples: int = Field(2000, ge=100, le=100000)
+    bootstrap_samples: int = Field(2000, ge=100, le=100000,
+                                   description="resamples per bootstrap interval (method: bootstrap)")
+    design: Literal["fixed", "confidence_sequence"] = Field(
+        "fixed", description="fixed: judged once on the planned seeds; confidence_sequence: anytime-valid t confidence "
+        "sequences (Lai 1976), so verdicts stay valid when seeds are added until they settle "
+        "(`studyc run --until-settled`; docs/sequential.md)")
 
 
 class Wandb(Strict):
-    project: str
-    entity: str | None = None
+    project: str = Field(description="the W&B project runs log to")
+    entity: str | None = Field(None, description="the W&B team or user (default: your W&B default entity)")
     group: str | None = Field(None, description="W&B group of the runs (default: the study name)")
     groups: dict[str, str] = Field(default_factory=dict, description="W&B group per stage, overriding `group`")
-    tags: list[str] = Field(default_factory=list)
-    mode: Literal["online", "offline", "disabled"] | None = None
+    tags: list[str] = Field(default_factory=list, description="W&B tags of every run")
+    mode: Literal["online", "offline", "disabled"] | None = Field(
+        None, description="W&B mode (default: W&B's own, e.g. $WANDB_MODE)")
 
 
 class Tracking(Strict):
@@ -282,8 +293,9 @@ class Cloud(Strict):
     use_spot: bool = Field(False, description="run on spot instances (SkyPilot recovers preempted jobs)")
     autostop: Hours | None = Field(None, description="stop an idle cluster after this long")
     results: str | None = Field(None, pattern=r"^(s3|gs)://[^\s]+$", description="bucket path for run results")
-    disk_gb: int | None = Field(None, ge=1)
-    image_id: str | None = None
+    disk_gb: int | None = Field(None, ge=1,
+                                description="disk of each cloud machine, in GB (SkyPilot's default when unset)")
+    image_id: str | None = Field(None, description="SkyPilot image_id of the cloud machines, e.g. docker:<image>")
     secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
         default_factory=list, description="environment variables passed to cloud runs as SkyPilot secrets, by name "
         "only (their values come from your shell at launch and are never written into compiled files)")
@@ -300,10 +312,10 @@ class Study(Strict):
     model_config = ConfigDict(title="studyc study")
 
     study: StudyName = Field(description="the study's name (letters, digits, _ . -)")
-    title: str | None = None
-    description: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    run: RunSpec
+    title: str | None = Field(None, description="a one-line title, the report's heading")
+    description: str | None = Field(None, description="what the study asks, shown at the top of the report")
+    tags: list[str] = Field(default_factory=list, description="labels of the study (leaderboard rows, W&B)")
+    run: RunSpec = Field(description="the training plan every arm starts from")
     metrics: dict[Ident, Metric] = Field(min_length=1, description="what runs report, and figures derived from it")
     primary: str | None = Field(None, description="the metric that ranks arms; the first metric with a goal by default")
     baselines: dict[Ident, Baseline] = Field(default_factory=dict, description="results this study does not produce: "
@@ -325,14 +337,16 @@ class Study(Strict):
                                            "its latest logged values holds, e.g. diverged: loss != loss or loss > 1e3")
     prices: dict[str, float] = Field(default_factory=dict, description="$/GPU-hour per accelerator, overriding the "
                                      "built-in table (CPU: $/core-hour)")
-    budget: Budget = Field(default_factory=Budget)
+    budget: Budget = Field(default_factory=Budget,
+                           description="limits the plan must fit; `run` and `compile` refuse a plan over them")
     machine: Machine | None = Field(None, description="the machine runs share (packing by GPU memory, CPUs, memory)")
-    stats: Stats = Field(default_factory=Stats)
+    stats: Stats = Field(default_factory=Stats,
+                         description="how checks are judged: confidence, interval method, correction")
     profiles: dict[Ident, dict[str, Any]] = Field(default_factory=dict, description="named overlays of this study "
                                                   "(e.g. cpu: the same study at a scale a laptop runs)")
-    tracking: Tracking = Field(default_factory=Tracking)
-    cloud: Cloud = Field(default_factory=Cloud)
-    report: Report = Field(default_factory=Report)
+    tracking: Tracking = Field(default_factory=Tracking, description="experiment trackers every run also logs to")
+    cloud: Cloud = Field(default_factory=Cloud, description="how `studyc run --cloud` launches runs (SkyPilot)")
+    report: Report = Field(default_factory=Report, description="where the report goes, and the shared leaderboard")
 
     @property
     def primary_metric(self) -> str:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY = {"torch", "sky", "wandb", "matplotlib", "numpy", "scipy", "jinja2", "rich", "sqlite3",
+HEAVY = {"torch", "sky", "wandb", "ruamel", "studyc.promote", "studyc.yamledit", "matplotlib", "numpy", "scipy", "jinja2", "rich", "sqlite3",
          "studyc.compiler", "studyc.report", "studyc.runtime.scheduler", "studyc.runtime.store"}
 
 PROBE = """
