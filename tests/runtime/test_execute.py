@@ -224,3 +224,20 @@ def test_nan_metric_is_stored_as_nan(tmp_path, write_study):
     run_study(write_study(text), store)
     run_id = store.study_runs("nan", None)[0]["run_id"]
     assert math.isnan(store.series([run_id])[run_id][0][3])
+
+
+def test_the_report_says_a_run_was_stopped_by_its_timeout_and_the_limit(tmp_path, write_study):
+    path = write_study(textwrap.dedent("""\
+        study: slowpoke
+        run: {command: python t.py, seeds: [0], resources: {hours: 0.001, timeout: 2s}}
+        metrics: {nrmse: {goal: min}}
+        arms: {a: {}}
+        hypotheses: {H1: {claim: low, check: a.nrmse <= 1}}
+        """))
+    store = Store(tmp_path / "store")
+    loaded = load(path)
+    plan = orchestrate.execute(loaded, store, executor=FakeExecutor(hang))
+    result = orchestrate.report(loaded, store, tmp_path / "out", plan)
+    text = result.paths["report"].read_text()
+    assert "timeout" in text and "studyc: stopped by the timeout after 2.0 s (limit 2.0 s, resources.timeout)" in text
+    assert result.verdicts["hypotheses"]["H1"]["status"] == "INCOMPLETE"
