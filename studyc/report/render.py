@@ -32,8 +32,11 @@ def environment(user_templates: Path):
     if user_templates.is_dir():
         loaders.append(jinja2.FileSystemLoader(str(user_templates)))
     loaders.append(jinja2.PackageLoader("studyc", "templates"))
+    # The compiled template is cached (keyed by its source, in a per-user temp folder):
+    # compiling it is a large share of a small study's report time.
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, autoescape=False)
+                             keep_trailing_newline=True, autoescape=False,
+                             bytecode_cache=jinja2.FileSystemBytecodeCache())
     env.filters["cell"] = lambda v: "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")
     env.filters["first_upper"] = lambda v: str(v)[:1].upper() + str(v)[1:]
     return env
