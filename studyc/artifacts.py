@@ -67,10 +67,17 @@ def write_json(path: Path, data: dict[str, Any], indent: int | None = 2) -> None
     JSON, several times faster for large artifacts (json's C encoder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, 0o666 & ~_umask())  # as an ordinary file would be (mkstemp makes it private)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(data, indent=indent, sort_keys=False))
         fh.write("\n")
     os.replace(tmp, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_artifact(path: Path, kind: str) -> dict[str, Any] | None:

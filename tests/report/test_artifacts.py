@@ -121,3 +121,14 @@ def test_reproducible_artifacts_carry_no_invocation_id():
     first = artifacts.begin_invocation()
     assert envelope("plan", "abc", {})["metadata"]["invocation_id"] == first == artifacts.invocation_id()
     assert artifacts.begin_invocation() != first
+
+
+def test_artifacts_are_readable_like_ordinary_files(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "verdicts.json", envelope("verdicts", "abc", {}))
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "verdicts.json").stat().st_mode & 0o777 == 0o644
