@@ -5,6 +5,7 @@ report. `report` re-renders from the store and the plan.json a run left there.""
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +149,7 @@ def report(loaded: LoadedStudy, store: Store, out: Path | None = None, plan: Pla
     out = out or default_out(loaded)
     notes: list[str] = []
     if plan is not None:
-        write_json(out / PLAN_FILE, envelope("plan", plan.spec_hash, plan.to_dict()))
+        write_json(out / PLAN_FILE, envelope("plan", plan.spec_hash, {**plan.to_dict(), "source_hash": _source_hash(loaded)}))
         facts = {"spec_hash": plan.spec_hash, "checks_hash": plan.checks_hash, "totals": plan.totals}
     else:
         facts, notes = _plan_facts(loaded, out)
@@ -157,13 +158,22 @@ def report(loaded: LoadedStudy, store: Store, out: Path | None = None, plan: Pla
     return Report(built.paths, built.verdicts, out, built.preregistration, notes)
 
 
+def _source_hash(loaded: LoadedStudy) -> str:
+    """The study file's text and the profile laid over it."""
+    text = "\n".join(loaded.source.lines) + f"\n#profile={loaded.profile or ''}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def _plan_facts(loaded: LoadedStudy, out: Path) -> tuple[dict[str, Any], list[str]]:
     """What the report needs of the plan (hashes, estimated totals): from the plan.json of
     the last run when the study is unchanged since, else compiled afresh."""
     from studyc.artifacts import read_artifact
 
     saved = read_artifact(out / PLAN_FILE, "plan")
-    if saved is not None and saved["metadata"]["spec_hash"] == loaded.spec_hash:
+    # The same file (an upgraded studyc may fill in new defaults: same study all the same),
+    # or the same validated study.
+    if saved is not None and (saved.get("source_hash") == _source_hash(loaded)
+                              or saved["metadata"]["spec_hash"] == loaded.spec_hash):
         return {"spec_hash": saved["spec_hash"], "checks_hash": saved["checks_hash"], "totals": saved["totals"]}, []
     plan = Compiler(loaded).compile()
     notes = []

@@ -132,3 +132,16 @@ def test_artifacts_are_readable_like_ordinary_files(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "verdicts.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_an_unchanged_study_file_reads_its_plan_back_across_a_studyc_upgrade(write_study, toy_trainer, tmp_path,
+                                                                               counted, monkeypatch):
+    """A newer studyc may fill in new defaults (another spec hash): the file did not change,
+    so the report neither recompiles nor says the study changed."""
+    path = write_study(STUDY.format(python=sys.executable, trainer=toy_trainer, threshold="ref.nrmse"))
+    store, out = tmp_path / "store", tmp_path / "out"
+    assert CliRunner().invoke(main, ["run", str(path), "--store", str(store), "--out", str(out)]).exit_code == 0
+    monkeypatch.setattr("studyc.spec.loader.LoadedStudy.spec_hash", property(lambda self: "a-newer-default"))
+    counted.update(compile=0)
+    again = CliRunner().invoke(main, ["report", str(path), "--store", str(store), "--out", str(out)])
+    assert again.exit_code == 0 and "changed since" not in again.output and counted["compile"] == 0
