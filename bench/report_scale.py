@@ -29,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from studyc.compiler.plan import Compiler  # noqa: E402
 from studyc.artifacts import envelope, write_json  # noqa: E402
-from studyc.orchestrate import PLAN_FILE, promoted_runs, report  # noqa: E402
+from studyc.orchestrate import PLAN_FILE, report  # noqa: E402
+from studyc.report.collect import collect  # noqa: E402
+from studyc.report.judge import Judge  # noqa: E402
 from studyc.runtime.procs import owner_token  # noqa: E402
 from studyc.runtime.store import Store  # noqa: E402
 from studyc.spec.loader import load  # noqa: E402
@@ -68,7 +70,7 @@ stages:
   full:
     arms: promoted
     needs: [round_a]
-    config: {{full_eval: true}}
+    config: {{+full_eval: true}}
 hypotheses:
   H1: {{claim: the champion beats the baseline, check: champion.nrmse <= baseline.nrmse}}
   H2: {{claim: width does not matter at lr 1e-4, check: "within({a}.nrmse, {b}.nrmse, rel=0.05)"}}
@@ -110,6 +112,17 @@ def fake_series(rng: random.Random, level: float, steps: int) -> list[dict[str, 
                     "bc_violation": 0.01 * (1 + decay) + abs(rng.gauss(0, 0.001)),
                     "ece": 0.08 + 0.05 * decay + rng.gauss(0, 0.005)})
     return out
+
+
+def promoted_runs(loaded, compiler: Compiler, store: Store, stage: str):
+    """The runs of a promoted stage, for the arms its gates promote (as a run builds them)."""
+    study = loaded.study
+    judge = Judge(study, collect(study, store, None))
+    arms: list[str] = []
+    for need in study.stages[stage].needs:
+        promoted, _ = judge.promote(need)
+        arms += [a for a in promoted if a not in arms]
+    return compiler.stage_runs(stage, arms)
 
 
 def fill(store: Store, study: str, runs, steps: int, rng: random.Random) -> None:

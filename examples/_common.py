@@ -48,17 +48,13 @@ def parse_overrides(argv: list[str] | None) -> dict[str, Any]:
 def load_config(defaults: dict[str, Any], argv: list[str] | None) -> dict[str, Any]:
     """defaults < STUDYC_SEED < the studyc config file < ``--set`` overrides.
 
-    An unknown ``--set`` key is an error (a typo must not silently run the default);
-    unknown keys in the config file only warn, since studyc may pass extra context.
+    An unknown key is an error, in ``--set`` or in the study's config (studyc.config
+    refuses it): a typo must not silently run the default.
     """
     cfg = dict(defaults)
     if os.environ.get("STUDYC_SEED"):
         cfg["seed"] = int(os.environ["STUDYC_SEED"])
-    from_file = studyc.config({})
-    stray = sorted(set(from_file) - set(defaults))
-    if stray:
-        print(f"warning: config keys {stray} are not used by this trainer", file=sys.stderr)
-    cfg.update(from_file)
+    cfg = studyc.config(cfg)
     overrides = parse_overrides(argv)
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from studyc.runtime.sdk import checkpoint_dir, config, log, run_dir
+from studyc.runtime.sdk import checkpoint_dir, config, log, run_dir, source_run_dir
 
 __version__ = "0.1.0"
 
@@ -25,4 +25,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'studyc' has no attribute '{name}'")
 
 
-__all__ = ["load", "compile", "run", "log", "config", "run_dir", "checkpoint_dir", "__version__"]
+__all__ = ["load", "compile", "run", "log", "config", "run_dir", "checkpoint_dir", "source_run_dir", "__version__"]

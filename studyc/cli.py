@@ -29,7 +29,8 @@ EXIT_INTERNAL = 4  # a bug in studyc
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    # No emoji codes: "study.yaml:100:3" must not print as a 💯.
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _show_errors(errors: list[StudyError]) -> None:
@@ -77,16 +78,24 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             _console(stderr=True).print("[yellow]interrupted[/]")
             sys.exit(130)
+        except OSError as exc:  # a disk or permission fault the checks up front could not foresee
+            from studyc.runtime.preflight import os_error
+
+            _fail_run_error(os_error(exc, "write or read"))
         except Exception:  # an internal error: keep the traceback, show a short note
-            crash = Path(".studyc") / "crash.log"
+            from studyc.runtime.store import default_home
+
+            crash = default_home() / "crash.log"
             try:
                 crash.parent.mkdir(parents=True, exist_ok=True)
                 crash.write_text(traceback.format_exc())
                 where = f"the traceback is in {crash}"
             except OSError:
                 where = traceback.format_exc()
+            from rich.markup import escape
+
             _console(stderr=True).print(f"[bold red]internal error in studyc[/] (a bug, not your study): "
-                                        f"{sys.exc_info()[1]!r}; {where}")
+                                        f"{escape(repr(sys.exc_info()[1]))}; {escape(where)}")
             sys.exit(EXIT_INTERNAL)
 
 
@@ -170,11 +179,15 @@ def schema() -> None:
 @click.option("--design", type=click.Choice(["fixed", "confidence_sequence"]), default=None,
               help="With --seeds-needed: plan for this design [default: the study's, or confidence_sequence once "
                    "--until-settled added seeds].")
+@click.option("--parallel", type=click.IntRange(min=1), default=None,
+              help="At most this many runs at once, instead of budget.parallel (1: one after another).")
+@click.option("--explain", is_flag=True, help="List the files whose content is the runs' code (it is in their ids).")
 @store_option
 def plan(file: Path, profile: str | None, as_json: bool, seeds_needed: bool, probability: float, design: str | None,
-         store_dir: Path | None) -> None:
+         parallel: int | None, explain: bool, store_dir: Path | None) -> None:
     """Show every run with its estimates, the schedule (which runs share the machine
-    when), the totals and the budget check. Runs nothing."""
+    when, and the critical path through the stages), the totals and the budget check.
+    Runs nothing."""
     from studyc.compiler.plan import compile_plan
 
     if design and not seeds_needed:
@@ -182,7 +195,10 @@ def plan(file: Path, profile: str | None, as_json: bool, seeds_needed: bool, pro
     if seeds_needed:
         _seeds_needed(_load(str(file), profile), store_dir, probability, design, as_json)
         return
-    result = compile_plan(_load(str(file), profile))
+    result = compile_plan(_load(str(file), profile), parallel)
+    if explain:
+        _explain_code(result.workdir)
+        return
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -206,6 +222,9 @@ def compile_(file: Path, profile: str | None, out: Path, allow_over_budget: bool
     loaded = _load(str(file), profile)
     result = compile_plan(loaded)
     check_budget(result, allow_over_budget)
+    from studyc.runtime.preflight import writable_dir
+
+    writable_dir(out, "write the compiled tasks in")
     started = time.monotonic()
     compiled = write_compiled(loaded, result, out)
     pending = (f"; task files for {compiled.pending} promoted run{'s' if compiled.pending != 1 else ''} come once "
@@ -216,6 +235,21 @@ def compile_(file: Path, profile: str | None, out: Path, allow_over_budget: bool
     if not result.budget["ok"]:
         click.echo("over budget (allowed by --allow-over-budget): " + "; ".join(result.budget["violations"]))
     click.echo(f"launch one: cd {out} && sky jobs launch {TASKS_DIR}/<run id>.sky.yaml")
+
+
+def _explain_code(workdir: str) -> None:
+    from studyc.compiler.code import IGNORE_FILE, code_files
+
+    code = code_files(workdir)
+    how = ("git: the files it tracks, and untracked source files it does not ignore" if code.source == "git"
+           else "not a git repository: the source files (by extension) not named in .gitignore or " + IGNORE_FILE)
+    click.echo(f"{code.describe()}\nrun ids cover these files ({how}):")
+    for name in code.files:
+        click.echo(f"  {name}")
+    if code.skipped:
+        click.echo(f"not counted (edit {IGNORE_FILE} to change):")
+        for name, why in sorted(code.skipped.items()):
+            click.echo(f"  {name}  ({why})")
 
 
 def _money(value: float) -> str:
@@ -281,7 +315,7 @@ def _seeds_needed(loaded: Any, store_dir: Path | None, probability: float, desig
         for line in summary_lines(out):  # a hypothesis' figures, then its assumptions, indented
             _console().print(escape(line) if line.startswith(" ") else f"[bold]{escape(line)}[/]")
     if any(h["refused"] for h in out["hypotheses"]):
-        sys.exit(1)
+        sys.exit(EXIT_USER)
 
 
 class _Progress:
@@ -293,7 +327,9 @@ class _Progress:
     def __init__(self, plan: Any, live: bool, parallel: int | None = None, remote: bool = False):
         from studyc.runtime.progress import Tracker
 
-        self.tracker = Tracker(plan.runs, parallel or plan.parallel, remote=remote)
+        self.tracker = Tracker(plan.runs, parallel or plan.parallel, needs={s.name: s.after for s in plan.stages},
+                               remote=remote)
+        self.code = plan.code_version  # in every run id: a reused run ran this very code
         self.console = _console()
         self.live = None
         self.sequential: list[str] = []  # --until-settled: the open hypotheses at the latest look
@@ -343,9 +379,10 @@ class _Progress:
             run, elapsed = view.run, view.elapsed(now)
             step = view.latest.get("step")
             latest = (f"step {step:g} " if step is not None else "") + metrics_text(view.latest)
-            table.add_row(run.arm, *((run.stage,) if staged else ()), str(run.seed),
-                          view.status + (f" ({view.failure})" if view.failure else ""), str(view.attempt or ""),
-                          duration_text(elapsed) if elapsed is not None else "", latest or view.note or "")
+            cells = [run.arm, *((run.stage,) if staged else ()), str(run.seed),
+                     view.status + (f" ({view.failure})" if view.failure else ""), str(view.attempt or ""),
+                     duration_text(elapsed) if elapsed is not None else "", latest or view.note or ""]
+            table.add_row(*(Text(c) for c in cells))  # Text: a config value "[/]" is not markup
         return Group(Text(self._summary(sep="\n")), table, *map(Text, self.sequential))
 
     def look(self, look: Any) -> None:
@@ -374,7 +411,8 @@ class _Progress:
         who = f"{run.arm} seed {run.seed}" + (f" [{run.stage}]" if len(self.tracker.stage_order) > 1 else "")
         took = duration_text(view.elapsed(self.tracker.clock()) or 0)
         if kind == "cached":
-            line = f"reuse  {who} ({run.id}): {event.message or 'finished earlier'}"
+            line = (f"reuse  {who} ({run.id}): {event.message or 'finished earlier'}, same code "
+                    f"({self.code or 'unknown'})")
         elif kind == "start":
             line = f"start  {who} ({run.id}), attempt {event.attempt}" + (f", {event.message}" if event.message else "")
         elif kind == "retry":
@@ -384,7 +422,7 @@ class _Progress:
         elif kind == "wait":
             line = f"wait   {who}: {event.message}"
         elif kind == "end" and event.status == "done":
-            line = f"done   {who} in {took}  {metrics_text(event.metrics)}"
+            line = f"done   {who} in {took}  {metrics_text(event.metrics)}" + (f" ({event.message})" if event.message else "")
         elif kind == "end":
             line = f"FAILED {who} after {took}: {event.failure}" + (f" ({event.message})" if event.message else "")
         else:  # progress lines would flood a log file; the summary after each end says enough
@@ -453,32 +491,45 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
         from studyc.errors import did_you_mean
 
         raise RunError(f"--rerun: unknown arm '{unknown[0]}'", did_you_mean(unknown[0], _arm_names(loaded)))
-    compiled = orchestrate.compile_study(loaded)  # once: execute and report take it from here
+    compiled = orchestrate.compile_study(loaded, parallel)  # once: execute and report take it from here
     preview = compiled.plan
     if dryrun:
         _print_dryrun(loaded, preview, set(rerun), store_dir, allow_over_budget)
         return
     store = _store(store_dir)
     orchestrate.check_budget(preview, allow_over_budget)
+    from studyc.runtime.preflight import check_run_outputs
+
+    check_run_outputs(out or orchestrate.default_out(loaded), store.home / "runs", loaded.study.report.leaderboard)
     live = sys.stdout.isatty()
     click.echo(f"{loaded.study.study}{' (' + profile + ')' if profile else ''}: {len(preview.runs)} runs, "
-               f"estimated {_money(preview.totals['usd'])}, {preview.totals['wall_hours'] * 60:.1f} min wall-clock")
+               f"estimated {_money(preview.totals['usd'])}, {preview.totals['wall_hours'] * 60:.1f} min wall-clock, "
+               f"code {preview.code_version} (`studyc plan --explain` lists its files)")
     if not cloud:  # on the cloud, runs log to W&B with the key passed as a secret
         _note_tracking(loaded.study)
+    from studyc.stageflow import SmokeFailed
+
+    stopped = None
     with _Progress(preview, live, parallel, remote=cloud) as progress:
         options = _cloud_options(file, profile, progress, cancel_on_interrupt) if cloud else None
-        if until_settled:
-            from studyc.orchestrate_sequential import run_until_settled
+        try:
+            if until_settled:
+                from studyc.orchestrate_sequential import run_until_settled
 
-            settled = run_until_settled(loaded, store, max_seeds or 20, batch, progress, progress.look,
-                                        allow_over_budget, parallel=parallel, cloud=options)
-            plan_ = settled.plan
-        else:
-            plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget, parallel=parallel,
-                                        cloud=options, compiled=compiled)
-    if until_settled:
+                settled = run_until_settled(loaded, store, max_seeds or 20, batch, progress, progress.look,
+                                            allow_over_budget, parallel=parallel, cloud=options)
+                plan_ = settled.plan
+            else:
+                plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget,
+                                            parallel=parallel, cloud=options, compiled=compiled)
+        except SmokeFailed as exc:  # the report says so too
+            stopped, plan_ = exc, preview
+    if until_settled and stopped is None:
         click.echo(f"stopped after {len(settled.looks)} look{'s' if len(settled.looks) != 1 else ''}: {settled.reason}")
     result = orchestrate.report(loaded, store, out, plan_)
+    if stopped is not None:
+        click.echo(f"report: {result.paths['report']}")
+        raise stopped
     _print_verdicts(result)
     _exit_for_verdicts(result.verdicts, fail_on)
 
@@ -545,8 +596,9 @@ def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | Non
         console.print(f"then up to {len(dry.pending)} runs of promoted stages ({', '.join(stages)}), launched once "
                       f"the gates are judged: {sum(r.est_hours for r in dry.pending):.3g} h, "
                       f"{_money(sum(r.est_usd for r in dry.pending))}")
-    console.print(f"at most {plan.parallel} job{'s' if plan.parallel != 1 else ''} at once"
-                  + (", stage by stage: " + " → ".join(s.name for s in plan.stages) if len(plan.stages) > 1 else ""))
+    console.print(f"at most {plan.parallel} job{'s' if plan.parallel != 1 else ''} at once")
+    if view.critical_path_text(plan):
+        console.print(escape(view.critical_path_text(plan)))
     if plan.schedule.get("machine"):
         console.print("note: the totals' wall-clock packs the runs on the study's `machine`; on the cloud each job has "
                       "a machine of its own")
@@ -641,6 +693,9 @@ def report(file: Path, profile: str | None, out: Path | None, fail_on: str | Non
     from studyc import orchestrate
 
     loaded = _load(str(file), profile)
+    from studyc.runtime.preflight import check_report_dir
+
+    check_report_dir(out or orchestrate.default_out(loaded))
     result = orchestrate.report(loaded, _store(store_dir, readonly=True), out)
     for note in result.notes:
         _console().print(f"[yellow]note:[/] {_escape(note)}")

@@ -1,6 +1,7 @@
-"""`studyc run` as a library call: compile (once), execute stage by stage (judging gates
-and promoting between stages), then judge and render, writing plan.json beside the
-report. `report` re-renders from the store and the plan.json a run left there."""
+"""`studyc run` as a library call: compile (once), execute the stages as a graph (each
+when the stages it needs have ended, judging gates and promoting between them), then
+judge and render, writing plan.json beside the report. `report` re-renders from the
+store and the plan.json a run left there."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from studyc.compiler.plan import Compiler, Plan, RunPlan
+from studyc.compiler.plan import Compiler, Plan
 from studyc.errors import RunError
 from studyc.runtime.executor import Executor, LocalExecutor
 from studyc.runtime.scheduler import Event, Scheduler, Spend
 from studyc.runtime.store import Store
 from studyc.spec.loader import LoadedStudy
+from studyc.stageflow import StageFlow, check_cloud_evaluations
 
 
 PLAN_FILE = "plan.json"
@@ -40,8 +42,9 @@ class Compiled:
     plan: Plan
 
 
-def compile_study(loaded: LoadedStudy) -> Compiled:
-    compiler = Compiler(loaded)
+def compile_study(loaded: LoadedStudy, parallel: int | None = None) -> Compiled:
+    """``parallel`` overrides budget.parallel (`--parallel N`)."""
+    compiler = Compiler(loaded, parallel)
     return Compiled(compiler, compiler.compile())
 
 
@@ -94,7 +97,7 @@ def execute(loaded: LoadedStudy, store: Store, on_event: Callable[[Event], None]
     """Run every stage of the study on this machine, or with ``cloud`` (CloudOptions) as
     SkyPilot managed jobs. Finished runs are reused. ``compiled``: the study as the caller
     compiled it (compiled here when not given)."""
-    compiled = compiled or compile_study(loaded)
+    compiled = compiled or compile_study(loaded, parallel)
     compiler, plan = compiled.compiler, compiled.plan
     check_budget(plan, allow_over_budget)
     study, profile = loaded.study, loaded.profile
@@ -110,33 +113,16 @@ def execute(loaded: LoadedStudy, store: Store, on_event: Callable[[Event], None]
         if cloud is not None:
             from studyc.runtime.sky_executor import SkyExecutor, studyc_playbook
 
+            check_cloud_evaluations(study)
             executor = SkyExecutor(loaded, plan, store, cloud)
             executor.check()
             scheduled = studyc_playbook(study)  # SkyPilot does the plain restarts itself
         scheduler = Scheduler(scheduled, store, executor, plan.workdir, parallel or plan.parallel, on_event,
                               rerun, spend=spend, study_key=(study.study, profile))
-        for stage in plan.stages:
-            if stage.arms == ["promoted"]:
-                runs = promoted_runs(loaded, compiler, store, stage.name)
-                store.add_runs(study.study, profile, runs)
-            else:
-                runs = [r for r in plan.runs_in(stage.name) if not r.pending]
-            scheduler.execute(runs)
+        # Stages that do not wait for each other run side by side (studyc.stageflow).
+        flow = StageFlow(loaded, compiler, plan, store, lambda runs: store.add_runs(study.study, profile, runs))
+        scheduler.execute(flow.start(), flow.stage_ended)
     return plan
-
-
-def promoted_runs(loaded: LoadedStudy, compiler: Compiler, store: Store, stage: str) -> list[RunPlan]:
-    """Judge the gates of the stages ``stage`` needs and build runs for what they promote."""
-    from studyc.report.collect import collect
-    from studyc.report.judge import Judge
-
-    study = loaded.study
-    judge = Judge(study, collect(study, store, loaded.profile))
-    arms: list[str] = []
-    for need in study.stages[stage].needs:
-        promoted, _ = judge.promote(need)
-        arms += [a for a in promoted if a not in arms]
-    return compiler.stage_runs(stage, arms)
 
 
 def report(loaded: LoadedStudy, store: Store, out: Path | None = None, plan: Plan | None = None) -> Report:

@@ -26,6 +26,7 @@ ATTEMPT = "STUDYC_ATTEMPT"
 RESUME = "STUDYC_RESUME"  # "1" when the attempt continues from the run's checkpoints
 CPUS = "STUDYC_CPUS"  # the CPU cores the run was packed onto (OMP/MKL threads follow it)
 RESULTS_DIR = "STUDYC_RESULTS_DIR"  # a cloud task's mounted results bucket
+SOURCE_RUN_DIR = "STUDYC_SOURCE_RUN_DIR"  # an evaluation run: the directory of the run it evaluates
 WANDB_PREFIX = "STUDYC_WANDB_"  # tracking.wandb settings passed to the run
 HOME = "STUDYC_HOME"  # studyc's own store directory (not passed to runs)
 
@@ -33,7 +34,7 @@ HOME = "STUDYC_HOME"  # studyc's own store directory (not passed to runs)
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "log.txt"
 CONFIG_FILE = "config.json"
-EXIT_CODE_FILE = "exit_code"  # written by a cloud task's script
+EXIT_CODE_FILE = "exit_code"  # the command's exit status, written by the shell around it (local and cloud)
 CHECKPOINTS_DIR = "checkpoints"
 
 # ---------------------------------------------------------------- timeouts
@@ -89,13 +90,17 @@ def cloud_env(study: str, run: Any, config_json: str, results_dir: str | None) -
     return env
 
 
-def cloud_script(command: str, timeout: float) -> str:
+def cloud_script(command: str, timeout: float, source: str | None = None) -> str:
     """A cloud task's ``run:``: the run protocol (config file, run directory, log, exit
-    status) around the run's command, which is shell-quoted once more for ``bash -c``."""
+    status) around the run's command, which is shell-quoted once more for ``bash -c``.
+    ``source``: the id of the run an evaluation run evaluates (its directory is in the
+    same bucket)."""
+    results = f"${{{RESULTS_DIR}:-$HOME/studyc-results}}/${STUDY}"
     return "\n".join([
-        f'export {RUN_DIR}="${{{RESULTS_DIR}:-$HOME/studyc-results}}/${STUDY}/${RUN_ID}"',
+        f'export {RUN_DIR}="{results}/${RUN_ID}"',
         f'export {CONFIG}="${RUN_DIR}/{CONFIG_FILE}"',
         f'mkdir -p "${RUN_DIR}"',
+        *([f'export {SOURCE_RUN_DIR}="{results}/{source}"'] if source else []),
         f"printf '%s\\n' \"${CONFIG_JSON}\" > \"${CONFIG}\"",
         f"timeout --kill-after=60 {round(timeout)} bash -c {shlex.quote(command)} 2>&1 "
         f'| tee -a "${RUN_DIR}/{LOG_FILE}"',

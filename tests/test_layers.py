@@ -7,12 +7,13 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "studyc"
-GROUND = {"studyc", "studyc.protocol", "studyc.errors", "studyc.artifacts"}  # "studyc": its __version__
+GROUND = {"studyc", "studyc.protocol", "studyc.errors", "studyc.artifacts",  # "studyc": its __version__
+          "studyc.quoting"}  # one quoting function per output format, for every layer that writes one
 # Module (or package) -> its layer's rank. Modules beside the packages join the layer of
-# what they do: editing YAML is the language's; promote and the sequential loop are
+# what they do: editing YAML is the language's; promote, the stage flow and the sequential loop are
 # orchestration; the CLI and the API are the top, side by side.
 RANK = {"studyc.spec": 0, "studyc.yamledit": 0, "studyc.compiler": 1, "studyc.runtime": 2, "studyc.report": 3,
-        "studyc.orchestrate": 4, "studyc.orchestrate_sequential": 4, "studyc.promote": 4,
+        "studyc.orchestrate": 4, "studyc.orchestrate_sequential": 4, "studyc.promote": 4, "studyc.stageflow": 4,
         "studyc.cli": 5, "studyc.api": 5}
 LAYERS = list(RANK)
 

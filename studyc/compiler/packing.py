@@ -1,10 +1,11 @@
 """Memory packing: which runs share the target machine, and when.
 
-The schedule simulates what the local runtime does: a stage's runs start in order as soon
+The schedule simulates what the local runtime does: queued runs start in order as soon
 as fewer than ``parallel`` are running and the machine has room (on as many GPUs as the
 run asks for, each with ``vram_gb`` free, plus CPU cores and host memory); a run that does
-not fit waits and later runs that fit go first; a stage starts when the one before it has
-ended. Without a ``machine:`` block every run gets a machine of its own (the cloud), so
+not fit waits and later runs that fit go first; a stage's runs join the queue when the
+stages it needs have ended, so stages that do not need each other run side by side. Runs
+sharing a GPU slow each other down by the machine's ``contention``. Without a ``machine:`` block every run gets a machine of its own (the cloud), so
 only ``parallel`` limits how many run at once. With ``budget.together`` runs start in
 groups of ``parallel`` that must fit on the machine all at once, or the plan is refused.
 """
@@ -114,94 +115,136 @@ class _Lanes:
         heapq.heappush(self.free, lane)
 
 
-def _stage_together(runs: list["RunPlan"], clock: float, group: int, target: Target | None, stage: str) -> float:
-    for first in range(0, len(runs), group):
-        wave = runs[first:first + group]
-        occupancy = Occupancy(target) if target else None
-        for lane, run in enumerate(wave):
-            gpus: tuple[int, ...] = ()
-            if occupancy is not None:
-                d = Demand.of(run.resources)
-                placed = occupancy.place(d)
-                if placed is None:
-                    raise _together_error(wave, target, lane, stage)
-                occupancy.take(d, placed)
-                gpus = placed
-            run.start_h, run.end_h, run.slot, run.gpus = clock, round(clock + run.est_hours, 6), lane, list(gpus)
-        clock = max(r.end_h for r in wave)
-    return clock
+@dataclass
+class Timeline:
+    """What the schedule works out besides each run's start, end, lane and GPUs."""
+
+    wall_h: float
+    stages: dict[str, tuple[float, float, float]]  # stage -> (ready, first start, last end), hours
+    held_h: list[float]  # per run: hours of its GPUs' time it holds (shared time split between sharers)
 
 
-def _stage_packed(runs: list["RunPlan"], clock: float, parallel: int, target: Target | None) -> float:
-    """Event simulation of one stage; returns when its last run ends."""
-    demands = [Demand.of(r.resources) for r in runs]
-    waiting = Counter(demands)  # not yet started, by demand: once one is blocked, all like it are
-    started = [False] * len(runs)
-    occupancy = Occupancy(target) if target else None
-    running: list[tuple[float, int, tuple[int, ...], int]] = []  # (end, index, gpus, lane)
-    lanes = _Lanes()
-    head, now, end = 0, clock, clock
-    while head < len(runs):
-        blocked: set[Demand] = set()
-        i = head
-        while i < len(runs) and len(running) < parallel and len(blocked) < len(waiting):
-            d = demands[i]
-            if started[i] or d in blocked:
-                i += 1
-                continue
-            gpus = occupancy.place(d) if occupancy is not None else ()
-            if gpus is None:
-                blocked.add(d)
-                i += 1
-                continue
-            if occupancy is not None:
-                occupancy.take(d, gpus)
-            run = runs[i]
-            lane = lanes.take()
-            run.start_h, run.end_h, run.slot, run.gpus = now, round(now + run.est_hours, 6), lane, list(gpus)
-            heapq.heappush(running, (run.end_h, i, gpus, lane))
-            started[i] = True
-            waiting[d] -= 1
-            if not waiting[d]:
-                del waiting[d]
-            i += 1
-        while head < len(runs) and started[head]:
-            head += 1
-        if not running:  # pragma: no cover - check_fits refuses such runs first
-            raise RunError(f"{_who(runs[head])} can never start on this machine")
-        finished, index, gpus, lane = heapq.heappop(running)
-        batch = [(index, gpus, lane)]
-        while running and running[0][0] <= finished:
-            _, index, gpus, lane = heapq.heappop(running)
-            batch.append((index, gpus, lane))
-        for index, gpus, lane in batch:
-            if occupancy is not None:
-                occupancy.release(demands[index], gpus)
-            lanes.give(lane)
-        now = end = max(end, finished)
-    return max([end] + [e for e, _, _, _ in running])
+def _chain(stage_order: list[str]) -> dict[str, list[str]]:
+    return {s: ([stage_order[i - 1]] if i else []) for i, s in enumerate(stage_order)}
 
 
-def schedule(runs: list["RunPlan"], stage_order: list[str], parallel: int, target: Target | None,
-             together: bool = False) -> float:
-    """Set each run's start, end, lane (``slot``) and GPUs; return the wall-clock hours."""
+def simulate(runs: list["RunPlan"], stage_order: list[str], parallel: int, target: Target | None,
+             together: bool = False, needs: dict[str, list[str]] | None = None,
+             contention: float = 0.0) -> Timeline:
+    """Event simulation of the whole study, as the runtime runs it: a stage's runs join the
+    queue once the stages it ``needs`` (default: the one before) have ended; queued runs
+    start in order while fewer than ``parallel`` run and the machine has room (a run that
+    does not fit waits, later ones that fit go first); with ``together``, they start in
+    waves of ``parallel`` on an idle machine. Runs sharing a GPU progress at
+    1 / (1 + contention * (k - 1)) of their own speed, k the most runs on any of their GPUs."""
     if target is None:
         check_gpu_memory(runs)
     else:  # the machine's own figures win over the catalog (an H100 NVL has 94 GB)
         check_fits(runs, target)
-    by_stage: dict[str, list[RunPlan]] = {}
-    for run in runs:
-        by_stage.setdefault(run.stage, []).append(run)
-    clock = 0.0
-    for stage in stage_order:
-        stage_runs = by_stage.get(stage, [])
-        if not stage_runs:
-            continue
+    needs = needs if needs is not None else _chain(stage_order)
+    by_stage: dict[str, list[int]] = {s: [] for s in stage_order}
+    for i, run in enumerate(runs):
+        by_stage.setdefault(run.stage, []).append(i)
+    demands = [Demand.of(r.resources) for r in runs]
+    remaining = [r.est_hours for r in runs]
+    held = [0.0] * len(runs)
+    occupancy = Occupancy(target) if target else None
+    lanes = _Lanes()
+    queue: list[int] = []
+    running: dict[int, tuple[tuple[int, ...], int]] = {}  # index -> (gpus, lane)
+    left = {s: len(ix) for s, ix in by_stage.items()}
+    spans: dict[str, list[float]] = {}  # stage -> [ready, first start, last end]
+    now = 0.0
+    while True:
+        released = True
+        while released:  # every stage whose needs have all ended (a stage without runs ends at once)
+            released = False
+            for stage in by_stage:
+                if stage not in spans and all(n in spans and not left.get(n) for n in needs.get(stage, [])):
+                    spans[stage] = [now, now if not by_stage[stage] else float("inf"), now]
+                    queue += by_stage[stage]
+                    released = True
+        if not queue and not running:
+            break
         if together:
-            clock = _stage_together(stage_runs, clock, min(parallel, len(stage_runs)), target, stage)
+            if not running and queue:
+                group = min(parallel, len(queue))
+                wave, queue = queue[:group], queue[group:]
+                local = Occupancy(target) if target else None
+                for n, i in enumerate(wave):
+                    gpus = local.place(demands[i]) if local is not None else ()
+                    if gpus is None:
+                        raise _together_error([runs[j] for j in wave], target, n, runs[i].stage)
+                    if local is not None:
+                        local.take(demands[i], gpus)
+                    _start(runs[i], i, gpus, now, lanes, running, spans)
         else:
-            clock = _stage_packed(stage_runs, clock, parallel, target)
-    return clock
+            blocked: set[Demand] = set()
+            for i in list(queue):
+                if len(running) >= parallel:
+                    break
+                d = demands[i]
+                if d in blocked:
+                    continue
+                gpus = occupancy.place(d) if occupancy is not None else ()
+                if gpus is None:
+                    blocked.add(d)
+                    continue
+                if occupancy is not None:
+                    occupancy.take(d, gpus)
+                queue.remove(i)
+                _start(runs[i], i, gpus, now, lanes, running, spans)
+        if not running:  # pragma: no cover - check_fits refuses such runs first
+            raise RunError(f"{_who(runs[queue[0]])} can never start on this machine")
+        sharers = Counter(g for gpus, _ in running.values() for g in gpus)
+        rate, share = {}, {}
+        for i, (gpus, _) in running.items():
+            k = max((sharers[g] for g in gpus), default=1)
+            rate[i] = 1.0 / (1.0 + contention * (k - 1))
+            share[i] = sum(1.0 / sharers[g] for g in gpus) / len(gpus) if gpus else 1.0
+        step = min(remaining[i] / rate[i] for i in running)
+        now += step
+        for i in list(running):
+            remaining[i] -= step * rate[i]
+            held[i] += step * share[i]
+            if remaining[i] <= 1e-9:
+                gpus, lane = running.pop(i)
+                run = runs[i]
+                run.end_h = round(now, 6)
+                if occupancy is not None:
+                    occupancy.release(demands[i], gpus)
+                lanes.give(lane)
+                left[run.stage] -= 1
+                spans[run.stage][2] = max(spans[run.stage][2], run.end_h)
+    wall = max([0.0] + [span[2] for span in spans.values()])
+    return Timeline(wall, {s: tuple(spans[s]) for s in stage_order if s in spans}, held)
+
+
+def _start(run: "RunPlan", i: int, gpus: tuple[int, ...], now: float, lanes: "_Lanes",
+           running: dict[int, tuple[tuple[int, ...], int]], spans: dict[str, list[float]]) -> None:
+    lane = lanes.take()
+    run.start_h, run.slot, run.gpus = round(now, 6), lane, list(gpus)
+    running[i] = (gpus, lane)
+    spans[run.stage][1] = min(spans[run.stage][1], run.start_h)
+
+
+def schedule(runs: list["RunPlan"], stage_order: list[str], parallel: int, target: Target | None,
+             together: bool = False, needs: dict[str, list[str]] | None = None, contention: float = 0.0) -> float:
+    """Set each run's start, end, lane (``slot``) and GPUs; return the wall-clock hours."""
+    return simulate(runs, stage_order, parallel, target, together, needs, contention).wall_h
+
+
+def critical_path(timeline: Timeline, needs: dict[str, list[str]]) -> list[str]:
+    """The chain of stages the wall-clock waits on: from the stage that ends last, back
+    through the need that ended last each time."""
+    if not timeline.stages:
+        return []
+    stage = max(timeline.stages, key=lambda s: timeline.stages[s][2])
+    path = [stage]
+    while needs.get(stage):
+        stage = max(needs[stage], key=lambda s: timeline.stages[s][2])
+        path.insert(0, stage)
+    return path
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shlex
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from studyc.compiler.ids import canonical, code_version, run_id, study_root
 from studyc.compiler.prices import UnknownPrice, hourly_usd, price_table
 from studyc.errors import RunError
 from studyc.spec.accelerators import gpu_count, parse as parse_accelerators
+from studyc.quoting import shell
+from studyc.spec import expr as E
 from studyc.spec.arms import ArmSpec, deep_merge, expand_arms
 from studyc.spec.loader import LoadedStudy
 from studyc.spec.model import Resources, Study
@@ -45,6 +46,8 @@ class RunPlan:
     slot: int = 0  # which of the concurrent positions (a machine each on the cloud) it runs in
     gpus: list[int] = field(default_factory=list)  # its GPUs on the study's `machine`
     pending: bool = False  # a slot for an arm that a gate will promote
+    source: str | None = None  # an evaluation run: the id of the run it evaluates
+    solo_hours: float | None = None  # set when sharing a GPU slows the run: its hours alone
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +64,12 @@ class StagePlan:
     gate: str | None
     promote: Any
     promoted_slots: int = 0
+    smoke: bool = False
+    evaluate: str | None = None
+    after: list[str] = field(default_factory=list)  # every stage it waits for: its needs and the smoke stage
+    ready_h: float = 0.0  # when the stages it waits for have ended
+    start_h: float = 0.0
+    end_h: float = 0.0
 
 
 @dataclass
@@ -101,7 +110,7 @@ def render_command(template: str, config: dict[str, Any], seed: int) -> str:
     def sub(m: re.Match) -> str:
         name = m.group(1)
         if name == "seed":
-            return shlex.quote(str(seed))
+            return shell(str(seed))
         value: Any = config
         for part in name.removeprefix("config.").split("."):
             value = value[part]
@@ -109,7 +118,7 @@ def render_command(template: str, config: dict[str, Any], seed: int) -> str:
             value = canonical(value)
         elif isinstance(value, bool):
             value = "true" if value else "false"
-        return shlex.quote(str(value))
+        return shell(str(value))
 
     return _PLACEHOLDER.sub(sub, template)
 
@@ -123,10 +132,52 @@ def checks_hash(study: Study) -> str:
         "gates": {k: s.gate for k, s in study.stages.items() if s.gate},
         "decision": [r.model_dump(by_alias=True) for r in study.decision],
         "baselines": {k: b.values for k, b in study.baselines.items()},
-        # a fixed design (the default) leaves the hash of studies written before designs existed as it was
-        "stats": study.stats.model_dump(exclude={"design"} if study.stats.design == "fixed" else None),
+        # new options enter only when used, so the hash of a study that does not use them stays as it was
+        "stats": study.stats.model_dump(exclude={k for k, unused in (("design", study.stats.design == "fixed"),
+                                                                     ("paired", not study.stats.paired)) if unused}),
     }
+    claim_checks = {k: study.claim(k).check for k in study.claims if study.claim(k).check}
+    if claim_checks:
+        payload["claim_checks"] = claim_checks
+    if study.scenarios:
+        payload["scenarios"] = study.scenarios
+    judging = {**{f"hypotheses.{k}": h.judge for k, h in study.hypotheses.items() if h.judge != "interval"},
+               **{f"tiers.{k}": t.judge for k, t in study.tiers.items() if not isinstance(t, str) and t.judge != "interval"},
+               **{f"stages.{k}": s.gate_judge for k, s in study.stages.items() if s.gate_judge != "interval"}}
+    if judging:  # judging on the point instead of the interval changes what is registered
+        payload["judging"] = judging
     return hashlib.sha256(canonical(payload).encode()).hexdigest()[:16]
+
+
+def stage_needs(study: Study) -> dict[str, list[str]]:
+    """The stages each stage waits for: those it `needs`; the smoke stage (which all others
+    implicitly need); and, for a stage taking promoted arms, the stages that run the arms
+    the gates it promotes through read (a gate `nrmse <= baseline.nrmse` is judged once
+    baseline's runs have ended, even when the gated stage runs beside baseline's)."""
+    smoke = [name for name, s in study.stages.items() if s.smoke]
+    arms = expand_arms(study)
+    order = list(study.stages)
+    out = {}
+    for i, (name, spec) in enumerate(study.stages.items()):
+        waits = list(spec.needs) + [m for m in smoke if m != name and not spec.smoke]
+        if spec.arms == "promoted":
+            for need in spec.needs:
+                gate = study.stages[need].gate if need in study.stages else None
+                read = {r.parts[0] for r in E.refs(E.parse(gate)) if len(r.parts) > 1} if gate else set()
+                waits += [s for s in order[:i] if read & set(stage_arms(study, arms, s))]
+        out[name] = list(dict.fromkeys(waits))
+    return out
+
+
+def source_stage(study: Study, stage: str, ran: dict[str, list[str]]) -> dict[str, str]:
+    """For an evaluation stage: each arm it may evaluate -> the needed stage whose runs of
+    that arm it evaluates (the last one written, when several ran it). ``ran``: the arms
+    each stage ran."""
+    out: dict[str, str] = {}
+    for need in study.stages[stage].needs:
+        for arm in ran.get(need, []):
+            out[arm] = need
+    return out
 
 
 def resolve_resources(*layers: dict[str, Any]) -> Resources:
@@ -154,8 +205,9 @@ def stage_arms(study: Study, arms: dict[str, ArmSpec], stage_name: str) -> list[
 class Compiler:
     """Builds runs for one loaded study; also used at run time for promoted arms."""
 
-    def __init__(self, loaded: LoadedStudy):
+    def __init__(self, loaded: LoadedStudy, parallel: int | None = None):
         self.loaded = loaded
+        self.parallel = parallel  # overrides budget.parallel (`--parallel N`)
         self.study = loaded.study
         self.arms = expand_arms(self.study)
         self.workdir = study_root(loaded.path, self.study.run.workdir)
@@ -180,16 +232,19 @@ class Compiler:
             except UnknownPrice as exc:
                 raise RunError(f"no price known for accelerator '{exc.args[0]}' (arm {arm_name})",
                                f"add it under `prices:`, e.g. prices: {{{exc.args[0]}: 1.50}}  # $/GPU-hour") from None
-            self._cache[key] = (config, arm.command or study.run.command, resources.model_dump(), hourly)
+            template = stage.evaluate if stage and stage.evaluate else arm.command or study.run.command
+            self._cache[key] = (config, template, resources.model_dump(), hourly)
         return self._cache[key]
 
-    def make_run(self, arm_name: str, stage_name: str, seed: int, pending: bool = False) -> RunPlan:
+    def make_run(self, arm_name: str, stage_name: str, seed: int, pending: bool = False,
+                 source: str | None = None) -> RunPlan:
+        """One run; with ``source``, the evaluation of that run (an evaluation stage)."""
         base, template, resources, hourly = self._arm_stage(arm_name, stage_name)
         config = deep_merge(base, {"seed": seed})
         hours = resources["hours"] if resources["hours"] is not None else DEFAULT_HOURS
         env = dict(self.study.run.env)
         return RunPlan(
-            id=run_id(template, config, seed, env, self.code_version),
+            id=run_id(template, config, seed, env, self.code_version, source),
             arm=arm_name,
             stage=stage_name,
             seed=seed,
@@ -202,6 +257,7 @@ class Compiler:
             est_usd=round(hours * hourly, 6),
             gpu_hours=hours * _gpus(resources),
             pending=pending,
+            source=source,
         )
 
     def seeds_for(self, arm_name: str, stage_name: str) -> list[int]:
@@ -213,6 +269,10 @@ class Compiler:
 
     def stage_runs(self, stage_name: str, arm_names: list[str], pending: bool = False) -> list[RunPlan]:
         return [self.make_run(a, stage_name, s, pending) for a in arm_names for s in self.seeds_for(a, stage_name)]
+
+    def evaluation_runs(self, stage_name: str, sources: list[RunPlan], pending: bool = False) -> list[RunPlan]:
+        """One evaluation run per source run, on its arm and seed."""
+        return [self.make_run(r.arm, stage_name, r.seed, pending, source=r.id) for r in sources]
 
     def promoted_slots(self, stage_name: str, candidates: dict[str, list[str]]) -> tuple[int, list[str]]:
         """How many arms a promoted stage will receive, and the arms it may receive."""
@@ -250,9 +310,15 @@ class Compiler:
             slots = 0
             if spec is not None and spec.arms == "promoted":
                 slots, pool = self.promoted_slots(name, candidates)
+                sources = source_stage(study, name, candidates) if spec.evaluate else {}
+
+                def option(arm: str) -> list[RunPlan]:
+                    if not spec.evaluate:
+                        return self.stage_runs(name, [arm], pending=True)
+                    return self.evaluation_runs(name, self.stage_runs(sources[arm], [arm]), pending=True)
+
                 # Budget for the most expensive arms that could be promoted.
-                options = sorted((self.stage_runs(name, [a], pending=True) for a in pool),
-                                 key=lambda rs: -sum(r.est_usd for r in rs))
+                options = sorted((option(a) for a in pool), key=lambda rs: -sum(r.est_usd for r in rs))
                 for option in options[:slots]:
                     runs += option
                 candidates[name] = pool
@@ -263,10 +329,20 @@ class Compiler:
                                     needs=list(spec.needs) if spec else [], gate=spec.gate if spec else None,
                                     promote=(spec.promote if spec is None or isinstance(spec.promote, (str, type(None)))
                                              else spec.promote.model_dump()) if spec else None,
-                                    promoted_slots=slots))
+                                    promoted_slots=slots, smoke=bool(spec and spec.smoke),
+                                    evaluate=spec.evaluate if spec else None))
         target = packing.Target.from_machine(study.machine)
-        parallel = study.budget.parallel or max(1, len(runs))
-        wall = packing.schedule(runs, stage_names, parallel, target, study.budget.together)
+        parallel = self.parallel or study.budget.parallel or max(1, len(runs))
+        needs = stage_needs(study)
+        contention = study.machine.contention if study.machine else 0.0
+        timeline = packing.simulate(runs, stage_names, parallel, target, study.budget.together, needs, contention)
+        wall = timeline.wall_h
+        _slowed(runs, timeline.held_h)
+        for stage in stages:
+            stage.after = needs.get(stage.name, [])
+            stage.ready_h, stage.start_h, stage.end_h = (round(t, 6) for t in timeline.stages.get(stage.name, (0, 0, 0)))
+        critical = [{"stage": s.name, "ready_h": s.ready_h, "start_h": s.start_h, "end_h": s.end_h}
+                    for name in packing.critical_path(timeline, needs) for s in stages if s.name == name]
         totals = {
             "runs": len(runs),
             "usd": round(sum(r.est_usd for r in runs), 4),
@@ -286,7 +362,8 @@ class Compiler:
             budget=budget_check(study, totals),
             parallel=parallel,
             schedule={"machine": self._machine(target, wall), "parallel": parallel,
-                      "together": study.budget.together, "peak_concurrent": packing.peak_concurrent(runs)},
+                      "together": study.budget.together, "peak_concurrent": packing.peak_concurrent(runs),
+                      "contention": contention if target is not None else None, "critical_path": critical},
             reused_arms=[a.name for a in self.arms.values() if not a.runs],
         )
 
@@ -308,8 +385,22 @@ def budget_check(study: Study, totals: dict[str, float]) -> dict[str, Any]:
     return {"limits": limits, "margins": margins, "ok": not violations, "violations": violations}
 
 
-def compile_plan(loaded: LoadedStudy) -> Plan:
-    return Compiler(loaded).compile()
+def compile_plan(loaded: LoadedStudy, parallel: int | None = None) -> Plan:
+    """``parallel`` overrides budget.parallel (`studyc plan --parallel N`)."""
+    return Compiler(loaded, parallel).compile()
+
+
+def _slowed(runs: list[RunPlan], held_h: list[float]) -> None:
+    """Runs that shared a GPU took longer than alone: their hours are the scheduled ones,
+    and they pay for the GPU time they held (shared time split between the sharers)."""
+    for run, held in zip(runs, held_h):
+        took = round(run.end_h - run.start_h, 6)
+        if abs(took - run.est_hours) <= 1e-6 and abs(held - run.est_hours) <= 1e-6:
+            continue
+        hourly = run.est_usd / run.est_hours if run.est_hours else 0.0
+        gpus = run.gpu_hours / run.est_hours if run.est_hours else 0.0
+        run.solo_hours, run.est_hours = run.est_hours, took
+        run.est_usd, run.gpu_hours = round(held * hourly, 6), held * gpus
 
 
 def _gpus(resources: dict[str, Any]) -> int:

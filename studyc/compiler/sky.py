@@ -142,7 +142,7 @@ def _times(n: int) -> str:
 
 def run_script(run: RunPlan, timeout_s: int) -> str:
     """The task's ``run:``: the run protocol around the run's command."""
-    return protocol.cloud_script(run.command, timeout_s)
+    return protocol.cloud_script(run.command, timeout_s, run.source)
 
 
 def _environment(user_templates: Path):

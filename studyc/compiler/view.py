@@ -57,7 +57,29 @@ def schedule_lines(plan: Plan, limit: int) -> list[str]:
                      + ", ".join(names[:NAMES_PER_PHASE]) + more)
     if len(shown) > limit:
         lines.append("  … (studyc plan --json has every run's start_h, end_h, slot and gpus)")
+    if machine and plan.schedule.get("contention") is not None and any(r.solo_hours for r in plan.runs):
+        lines.append(f"  runs sharing a GPU are slowed by machine.contention = {plan.schedule['contention']:g}: "
+                     "k runs on one GPU each take hours × (1 + contention × (k − 1))")
+    path = critical_path_text(plan)
+    if path:
+        lines.append(path)
     return lines
+
+
+def critical_path_text(plan: Plan) -> str | None:
+    """'critical path: smoke 0–0.25 h → round_a 0.25–8.25 h → ... = 18.25 h wall-clock',
+    with the time a stage waited for a free slot after its needs had ended."""
+    path = plan.schedule.get("critical_path") or []
+    if len(plan.stages) < 2 or not path:
+        return None
+    clock, unit = _clock(plan.totals["wall_hours"])
+    parts = []
+    for step in path:
+        waited = step["start_h"] - step["ready_h"]
+        parts.append(f"{step['stage']} {clock(step['start_h'])}–{clock(step['end_h'])} {unit}"
+                     + (f" (waited {clock(waited)} {unit} for a free slot)" if waited > 1e-6 else ""))
+    wall = plan.totals["wall_hours"]
+    return f"critical path: {' → '.join(parts)} = {clock(wall)} {unit} wall-clock"
 
 
 def _clock(wall_hours: float):

@@ -37,6 +37,7 @@ class RunResult:
     gpu_hours: float | None = None
     log_tail: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier attempts, for retried runs
+    source: str | None = None  # an evaluation run: the id of the run it evaluated
 
     @property
     def wall_clock(self) -> float | None:
@@ -125,7 +126,12 @@ class Reducer:
             if how == "best":
                 how = "max" if metric.goal == "max" else "min"
             values[name] = red.get(how, math.nan) if red else math.nan
-        pending = dict(self.derived)
+        return self.derive(values, series)
+
+    def derive(self, values: dict[str, float], series: dict[str, dict[str, float]]) -> dict[str, float]:
+        """``values`` with the per-run derived metrics added (from metrics, or logged series)."""
+        values = dict(values)
+        pending = {n: d for n, d in self.derived.items() if n not in values}
         while pending:  # resolve chains of derived metrics in dependency order
             progressed = False
             for name, (node, needed) in list(pending.items()):
@@ -141,6 +147,15 @@ class Reducer:
         for name in pending:
             values[name] = math.nan
         return values
+
+    def derive_reused(self, given: dict[str, list[float]]) -> dict[str, list[float]]:
+        """Reused results with their per-run derived metrics, seed by seed (a metric given
+        as one number counts for every seed)."""
+        n = max((len(v) for v in given.values()), default=0)
+        rows = [self.derive({k: v[i] if len(v) == n else v[0] if len(v) == 1 else math.nan for k, v in given.items()}, {})
+                for i in range(n)]
+        derived = {k: [row[k] for row in rows] for k in self.derived if k not in given}
+        return {**given, **derived}
 
 
 def attempt_history(store: Store, run: RunResult) -> list[dict[str, Any]]:
@@ -173,14 +188,18 @@ def collect(study: Study, store: Store, profile: str | None) -> Results:
             run.history = attempt_history(store, run)
         stage = by_stage.setdefault(row["stage"], {})
         stage.setdefault(row["arm"], ArmResult(row["arm"], row["stage"], "runs")).runs.append(run)
+    _evaluated(study, by_stage)
     arms: dict[str, ArmResult] = {}
     for stage in by_stage:
+        if stage in study.stages and study.stages[stage].smoke:
+            continue  # a smoke test at tiny size is no result of the arm's
         for name, result in by_stage[stage].items():
-            arms[name] = result  # later stages (a promoted re-run) supersede earlier ones
+            arms[name] = result  # later stages (a promoted re-run, an evaluation) supersede earlier ones
     specs = expand_arms(study)
     for spec in specs.values():
         if spec.reuse is not None and spec.reuse.results is not None:
-            reused = {k: (list(v) if isinstance(v, list) else [float(v)]) for k, v in spec.reuse.results.items()}
+            reused = reducer.derive_reused(
+                {k: (list(v) if isinstance(v, list) else [float(v)]) for k, v in spec.reuse.results.items()})
             arms[spec.name] = ArmResult(spec.name, None, "reuse", reused=reused, reuse_source=spec.reuse.source)
     for spec in specs.values():
         if spec.same_as is not None and spec.same_as in arms:
@@ -189,6 +208,26 @@ def collect(study: Study, store: Store, profile: str | None) -> Results:
                                         runs=target.runs, reused=target.reused, reuse_source=f"same as {spec.same_as}")
     metrics = [m for m, spec in study.metrics.items() if spec.expr is None or not is_study_level(E.parse(spec.expr))]
     return Results(study, profile, stage_order, by_stage, arms, metrics)
+
+
+def _evaluated(study: Study, by_stage: dict[str, dict[str, ArmResult]]) -> None:
+    """An evaluation run's metrics are what it logged, over those of the run it evaluated
+    (so an evaluated arm keeps its training metrics beside the evaluation's)."""
+    from studyc.compiler.plan import source_stage
+
+    for stage, spec in study.stages.items():
+        if not spec.evaluate:
+            continue
+        sources = source_stage(study, stage, {n: list(by_stage.get(n, {})) for n in spec.needs})
+        for arm, result in by_stage.get(stage, {}).items():
+            trained = {r.seed: r for r in by_stage.get(sources.get(arm, ""), {}).get(arm, ArmResult(arm, None, "runs")).runs}
+            for run in result.runs:
+                source = trained.get(run.seed)
+                if source is None:
+                    continue
+                run.source = source.id
+                run.values = {**{k: v for k, v in source.values.items() if source.status == "done"},
+                              **{k: v for k, v in run.values.items() if math.isfinite(v)}}
 
 
 def curves(store: Store, results: Results, arms: list[str], series: str) -> dict[str, dict[str, list[float]]]:
@@ -218,6 +257,7 @@ def run_dict(run: RunResult) -> dict[str, Any]:
             "failure": run.failure, "skipped": run.skipped, "attempts": run.attempts, "history": run.history,
             "started_at": run.started_at, "ended_at": run.ended_at, "wall_clock_s": run.wall_clock,
             "usd": run.usd, "gpu_hours": run.gpu_hours, "values": {k: _json(v) for k, v in run.values.items()},
+            "source": run.source,
             "series": {name: {k: _json(v) for k, v in red.items()} for name, red in run.series.items()}}
 
 

@@ -1,21 +1,29 @@
 """Results + Study -> Verdicts: every hypothesis, gate, promotion, tier, decision,
 expectation and claim, each with the numbers behind it and a sentence.
 
-A comparison is judged on a confidence interval (LANGUAGE.md, "Meaning of a check"):
-PASS when the whole interval satisfies it, FAIL when the whole interval violates it,
-INCONCLUSIVE when it straddles the threshold (with about how many more seeds would
-settle it), INCOMPLETE when data it needs is missing, failed or NaN: never PASS.
+A comparison is judged on a confidence interval (docs/verdicts.md): PASS when the whole
+interval satisfies it, FAIL when the whole interval violates it, INCONCLUSIVE when it
+straddles the threshold (with about how many more seeds would settle it), INCOMPLETE when
+data it needs is missing, failed or NaN: never PASS.
+
+Checks are evaluated by the language's one evaluator (``expr.evaluate``) in the ``Checks``
+domain: numbers are Estimates, conditions Verdicts; ``Judge.lookup`` says what a name
+means (an arm's estimate, its point when judging on the point, a hypothesis' verdict).
 """
 
 from __future__ import annotations
 
+import builtins
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from studyc.report import outcomes
+import numpy as np
+
 from studyc.report.collect import ArmResult, Results
 from studyc.report.numbers import fmt, fmt_threshold, fmt_width, pct
-from studyc.report.stats import MAX_MORE_SEEDS, Estimate, holm, mean_estimate, seeds_to_settle
+from studyc.report.stats import MAX_MORE_SEEDS, Estimate, Extremum, holm, mean_estimate, seeds_to_settle
 from studyc.spec import expr as E
 from studyc.spec.model import Study
 from studyc.spec.semantics import is_study_level
@@ -34,6 +42,7 @@ class Verdict:
     leaning: str | None = None  # INCONCLUSIVE: the side the point estimate is on (PASS or FAIL)
     note: str | None = None  # INCONCLUSIVE: what would settle it, in words
     missing: list[str] = field(default_factory=list)
+    caveat: str | None = None  # e.g. "full-scale baseline vs cpu-scale run"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,7 +123,14 @@ class Judge:
                 est = Estimate.absent(f"{label}: {self._why_missing(arm, metric)}")
             else:
                 stats = self.study.stats
-                est = mean_estimate(values, arm.sample_key(metric), stats.method, stats.bootstrap_samples)
+                key = arm.sample_key(metric)
+                if stats.paired and arm.source != "reuse":
+                    # matched seeds: one sample key for every arm on these seeds, so a
+                    # difference pairs them (paired t; the bootstrap resamples seeds together)
+                    order = sorted(range(len(arm.runs)), key=lambda i: arm.runs[i].seed)
+                    values = [values[i] for i in order]
+                    key = ("seeds", tuple(arm.runs[i].seed for i in order))
+                est = mean_estimate(values, key, stats.method, stats.bootstrap_samples)
             self._cache[key] = est
         return self._cache[key]
 
@@ -159,21 +175,51 @@ class Judge:
             self._champion = (best[0] if best else None,)
         return self._champion[0]
 
-    def study_metric(self, name: str) -> Estimate:
-        key = ("__study__", name)
+    def study_metric(self, name: str, point: bool = False) -> Estimate:
+        key = ("__study__", name, point)
         if key not in self._cache:
-            self._cache[key] = self.number(self.parse(self.study.metrics[name].expr), None)
+            self._cache[key] = self.evaluate(self.parse(self.study.metrics[name].expr), point=point)
         return self._cache[key]
 
-    # ---------------------------------------------------------------- numbers
+    def goal(self, node: E.Node) -> str | None:
+        """The goal of the metric an expression names (``a.x``, ``x``), if it names one."""
+        if isinstance(node, E.Ref) and node.parts[-1] in self.study.metrics:
+            return self.study.metrics[node.parts[-1]].goal
+        return None
 
-    def ref_number(self, ref: E.Ref, candidate: tuple[str, str] | None) -> Estimate:
+    # ---------------------------------------------------------------- evaluation
+
+    def lookup(self, candidate: tuple[str, str] | None, point: bool):
+        """What a name means in a check: a hypothesis' verdict, or the estimate of a metric
+        (its point alone when judging on the point)."""
+
+        def meaning(ref: E.Ref) -> Estimate | Verdict:
+            if len(ref.parts) == 1 and ref.parts[0] in self.hypotheses:
+                name, v = ref.parts[0], self.hypotheses[ref.parts[0]]
+                return Verdict(v.status, f"{name} {v.status}", v.p, more_seeds=v.more_seeds, leaning=v.leaning,
+                               note=v.note and f"{name}: {v.note}", missing=v.missing)
+            est = self.ref_number(ref, candidate, point)
+            return est.point_only() if point else est
+
+        return meaning
+
+    def evaluate(self, node: E.Node, candidate: tuple[str, str] | None = None, point: bool = False):
+        """A check's value: a Verdict for a condition, an Estimate for a number."""
+        return E.evaluate(node, self.lookup(candidate, point), Checks(self))
+
+    def condition(self, node: E.Node, candidate: tuple[str, str] | None = None, point: bool = False) -> Verdict:
+        verdict = self.evaluate(node, candidate, point)
+        if not isinstance(verdict, Verdict):
+            raise ValueError(f"not a condition: {E.to_source(node)}")
+        return verdict
+
+    def ref_number(self, ref: E.Ref, candidate: tuple[str, str] | None, point: bool = False) -> Estimate:
         if len(ref.parts) == 1:
             name = ref.parts[0]
             if candidate is not None and name in self.results.metrics:  # a gate: the candidate's metric
                 arm, stage = candidate
                 return self.arm_estimate(self.results.by_stage.get(stage, {}).get(arm), arm, name)
-            return self.study_metric(name)
+            return self.study_metric(name, point)
         group, metric = ref.parts
         if group in self.study.baselines:
             return self.baseline(group, metric)
@@ -184,176 +230,46 @@ class Judge:
             return self.arm_estimate(self.results.arms.get(champion), champion, metric)
         return self.arm_estimate(self.results.arms.get(group), group, metric)
 
-    def number(self, node: E.Node, candidate: tuple[str, str] | None) -> Estimate:
-        if isinstance(node, E.Num):
-            return Estimate.const(node.value)
-        if isinstance(node, E.Ref):
-            return self.ref_number(node, candidate)
-        if isinstance(node, E.Unary):
-            return -self.number(node.operand, candidate)
-        if isinstance(node, E.Binary):
-            a, b = self.number(node.left, candidate), self.number(node.right, candidate)
-            if node.op == "+":
-                return a + b
-            if node.op == "-":
-                return a - b
-            if node.op == "*":
-                return a * b
-            if node.op == "/":
-                return a / b
-            if node.op == "**" and not b.uncertain and not b.is_missing and a.point > 0:
-                power = b.point
-                return a.apply(lambda x: x ** power, power * a.point ** (power - 1))
-            value = E._arith(node.op, a.point, b.point)  # // % and other powers: the point only
-            return Estimate(value, missing=a.missing + b.missing)
-        if isinstance(node, E.Call):
-            if node.func == "count":
-                verdicts = [self.condition(arg, candidate) for arg in node.args]
-                passed = sum(v.status == PASS for v in verdicts)
-                open_ = sum(v.status in (INCONCLUSIVE, INCOMPLETE) for v in verdicts)
-                return Estimate(float(passed), slack_hi=float(open_))
-            args = [self.number(a, candidate) for a in node.args]
-            if node.func == "abs":
-                return args[0] if args[0].point >= 0 else -args[0]
-            if node.func in ("min", "max"):
-                pick = min if node.func == "min" else max
-                return pick(args, key=lambda e: e.point)
-        raise ValueError(f"not a number: {E.to_source(node)}")
-
-    # ---------------------------------------------------------------- conditions
-
-    def condition(self, node: E.Node, candidate: tuple[str, str] | None = None) -> Verdict:
-        if isinstance(node, E.Bool):
-            return Verdict(PASS if node.value else FAIL, f"{'true' if node.value else 'false'}")
-        if isinstance(node, E.Ref) and len(node.parts) == 1 and node.parts[0] in self.hypotheses:
-            v = self.hypotheses[node.parts[0]]
-            return Verdict(v.status, f"{node.parts[0]} {v.status}", v.p, more_seeds=v.more_seeds, leaning=v.leaning,
-                           note=v.note and f"{node.parts[0]}: {v.note}", missing=v.missing)
-        if isinstance(node, E.Unary):  # not
-            v = self.condition(node.operand, candidate)
-            flipped = {PASS: FAIL, FAIL: PASS}.get(v.status, v.status)
-            leaning = {PASS: FAIL, FAIL: PASS}.get(v.leaning or "", None)
-            return Verdict(flipped, f"not ({v.sentence})", None if v.p is None else 1 - v.p, more_seeds=v.more_seeds,
-                           leaning=leaning, note=v.note, missing=v.missing)
-        if isinstance(node, E.Binary):
-            parts = [self.condition(node.left, candidate), self.condition(node.right, candidate)]
-            status = _and(parts) if node.op == "and" else _or(parts)
-            ps = [p.p for p in parts if p.p is not None]
-            # and: an intersection-union test (the largest p); or: the smallest.
-            p = (max(ps) if node.op == "and" else min(ps)) if len(ps) == 2 else None
-            return _joined(status, parts, p)
-        if isinstance(node, E.Compare):
-            parts = [self.compare(op, a, b, candidate) for op, a, b in zip(node.ops, node.operands, node.operands[1:])]
-            if len(parts) == 1:
-                return parts[0]
-            ps = [v.p for v in parts if v.p is not None]
-            return _joined(_and(parts), parts, max(ps) if len(ps) == len(parts) else None)
-        if isinstance(node, E.Call):
-            if node.func == "within":
-                return self.within(node, candidate)
-            if node.func == "isfinite":
-                est = self.number(node.args[0], candidate)
-                ok = math.isfinite(est.point)
-                return Verdict(PASS if ok else FAIL, f"{E.to_source(node.args[0])} = {fmt(est.point)}")
-            if node.func in ("all", "any"):
-                parts = [self.condition(a, candidate) for a in node.args]
-                return _joined(_and(parts) if node.func == "all" else _or(parts), parts, None)
-        raise ValueError(f"not a condition: {E.to_source(node)}")
-
-    def _value_text(self, est: Estimate, with_n: bool = True) -> str:
-        """'0.0591 ± 0.0012 (n=3)': the point, the half-width of its interval, the n."""
-        if est.slack_hi or est.slack_lo:
-            lo, hi = est.interval(self.confidence)
-            return f"{fmt(lo)}..{fmt(hi)}"
-        text = fmt(est.point)
-        if est.uncertain:
-            text += f" ± {fmt_width(est.half_width(self.confidence))}"
-        return text + (f" (n={est.n})" if with_n and est.n is not None else "")
-
-    def _comparison_sentence(self, op: str, left: E.Node, right: E.Node, a: Estimate, b: Estimate) -> str:
-        """'observed = value ± width (n), needs op threshold', told from the measured side:
-        ``0.3 <= a.r`` reads as 'a.r = ..., needs ≥ 0.3'."""
-        if isinstance(left, E.Num) and not isinstance(right, E.Num):
-            op, left, right, a, b = _FLIPPED[op], right, left, b, a
-        needs_value = fmt_threshold(b.point, a.point) if not b.uncertain else None
-        if isinstance(right, E.Num):
-            needs = needs_value
-        elif needs_value is not None:
-            needs = f"{E.to_source(right)} = {needs_value}"
-        else:
-            needs = f"{E.to_source(right)} = {self._value_text(b)}"
-        return f"{E.to_source(left)} = {self._value_text(a)}, needs {OP_TEXT[op]} {needs}"
-
-    def compare(self, op: str, left: E.Node, right: E.Node, candidate: tuple[str, str] | None) -> Verdict:
-        a, b = self.number(left, candidate), self.number(right, candidate)
-        source = f"{E.to_source(left)} {OP_TEXT[op]} {E.to_source(right)}"
-        if a.is_missing or b.is_missing:
-            missing = list(a.missing + b.missing) or [f"{source}: NaN"]
-            return Verdict(INCOMPLETE, f"{source}: missing " + "; ".join(missing), missing=missing)
-        d = b - a if op in ("<=", "<") else a - b  # d >= 0 (or > 0) means the comparison holds
-        lo, hi = d.interval(self.confidence)
-        if op in ("<=", ">="):
-            status = PASS if lo >= 0 else FAIL if hi < 0 else INCONCLUSIVE
-        elif op in ("<", ">"):
-            status = PASS if lo > 0 else FAIL if hi <= 0 else INCONCLUSIVE
-        elif op == "==":
-            status = PASS if lo == hi == 0 else FAIL if (lo > 0 or hi < 0) else INCONCLUSIVE
-        else:
-            status = FAIL if lo == hi == 0 else PASS if (lo > 0 or hi < 0) else INCONCLUSIVE
-        sentence = self._comparison_sentence(op, left, right, a, b)
-        if a.uncertain and b.uncertain:
-            welch = f", Welch df {d.df:.1f}" if math.isfinite(d.df) and d.draws is None else ""
-            sentence += f" (difference {fmt(d.point)} [{fmt(lo)}, {fmt(hi)}]{welch})"
-        p = d.p_above(0.0) if op in ("<=", ">=", "<", ">") else None
-        verdict = Verdict(status, sentence, p, {
-            "expr": E.to_source(left), "op": op, "mean": a.point, "ci": list(a.interval(self.confidence)), "n": a.n,
-            "threshold_expr": E.to_source(right), "threshold": b.point,
-            "threshold_text": f"{OP_TEXT[op]} " + (fmt_threshold(b.point, a.point) if not b.uncertain
-                                                   else f"{E.to_source(right)} ({self._value_text(b, with_n=False)})"),
-            "observed_text": self._value_text(a, with_n=False),
-            "difference": d.point, "difference_ci": [lo, hi], "df": d.df if a.uncertain or b.uncertain else None})
-        if status == INCONCLUSIVE and op not in ("==", "!="):
-            verdict.leaning = PASS if (d.point >= 0 if op in ("<=", ">=") else d.point > 0) else FAIL
-            beyond = f"{fmt(a.point)} vs {OP_TEXT[op]} {fmt_threshold(b.point, a.point)}"
-            verdict.more_seeds, verdict.note = settle_note(d, abs(d.point), verdict.leaning, self.confidence, beyond)
-        return verdict
-
-    def within(self, node: E.Call, candidate: tuple[str, str] | None) -> Verdict:
-        """An equivalence test: the interval of (a - b) / b (rel) or a - b (abs) inside ±bound."""
-        a, b = (self.number(x, candidate) for x in node.args)
-        kind, bound_node = node.kwargs[0]
-        bound = self.number(bound_node, candidate).point
-        first, second = (E.to_source(x) for x in node.args)
-        what = f"({first} - {second}) / {second}" if kind == "rel" else f"{first} - {second}"
-        if a.is_missing or b.is_missing:
-            missing = list(a.missing + b.missing)
-            return Verdict(INCOMPLETE, f"within({first}, {second}): missing " + "; ".join(missing), missing=missing)
-        q = (a - b) / b if kind == "rel" else a - b
-        if q.is_missing:
-            return Verdict(INCOMPLETE, f"{what}: {', '.join(q.missing)}", missing=list(q.missing))
-        lo, hi = q.interval(self.confidence)
-        status = PASS if (-bound <= lo and hi <= bound) else FAIL if (hi < -bound or lo > bound) else INCONCLUSIVE
-        show = pct if kind == "rel" else fmt
-        bound_text = f"±{bound * 100:g}%" if kind == "rel" else f"±{fmt(bound)}"
-        ns = ", ".join(f"n={e.n}" for e in (a, b) if e.n is not None)
-        observed_text = f"{show(q.point)} [{show(lo)}, {show(hi)}]"
-        sentence = f"{what} = {observed_text}" + (f" ({ns})" if ns else "") + f", needs within {bound_text}"
-        p = max(q.p_above(-bound), (-q).p_above(-bound))  # two one-sided tests
-        verdict = Verdict(status, sentence, p, {"expr": what, "kind": kind, "mean": q.point, "ci": [lo, hi], "bound": bound,
-                                                "n": None, "observed_text": observed_text,
-                                                "threshold_text": f"within {bound_text}"})
-        if status == INCONCLUSIVE:
-            verdict.leaning = PASS if abs(q.point) <= bound else FAIL
-            beyond = f"{show(q.point)} is outside {bound_text}"
-            verdict.more_seeds, verdict.note = settle_note(q, abs(bound - abs(q.point)), verdict.leaning,
-                                                           self.confidence, beyond)
-        return verdict
-
     # ---------------------------------------------------------------- the study's verdicts
+
+    def judged(self, text: str, how: str, candidate: tuple[str, str] | None = None) -> Verdict:
+        """One check's verdict, judged on intervals or (``how`` = 'point') on point
+        estimates, with the scale caveat when it applies."""
+        node = self.parse(text)
+        verdict = self.condition(node, candidate, point=how == "point")
+        verdict.caveat = self.scale_caveat(node)
+        if verdict.caveat:
+            verdict.sentence += f" [{verdict.caveat}]"
+        return verdict
+
+    def scale_caveat(self, node: E.Node, seen: frozenset[str] = frozenset()) -> str | None:
+        """Under a profile that changes the config, a check that reads a baseline the
+        profile did not restate compares a full-scale number with a smaller run."""
+        overlay = self._scaled_profile()
+        if overlay is None:
+            return None
+        profile = self.results.profile
+        restated = overlay.get("baselines") if isinstance(overlay.get("baselines"), dict) else {}
+        for ref in E.refs(node):
+            if len(ref.parts) == 2 and ref.parts[0] in self.study.baselines:
+                mine = restated.get(ref.parts[0])
+                if not (isinstance(mine, dict) and ref.parts[1] in mine):
+                    return f"full-scale baseline vs {profile}-scale run"
+            elif len(ref.parts) == 1 and ref.parts[0] not in seen:
+                metric = self.study.metrics.get(ref.parts[0])  # a derived figure reading a baseline
+                caveat = metric and metric.expr and self.scale_caveat(self.parse(metric.expr), seen | {ref.parts[0]})
+                if caveat:
+                    return caveat
+        return None
+
+    def _scaled_profile(self) -> dict[str, Any] | None:
+        """The overlay of the results' profile, when it changes the config (a smaller run)."""
+        overlay = self.study.profiles.get(self.results.profile) if self.results.profile else None
+        return overlay if overlay and _changes_config(overlay) else None
 
     def judge_hypotheses(self) -> dict[str, Verdict]:
         for name, hyp in self.study.hypotheses.items():
-            self.hypotheses[name] = self.condition(self.parse(hyp.check))
+            self.hypotheses[name] = self.judged(hyp.check, hyp.judge)
         return self.hypotheses
 
     def gate(self, stage: str) -> dict[str, Verdict]:
@@ -365,7 +281,7 @@ class Judge:
                 if spec is None or spec.gate is None:
                     out[arm] = Verdict(PASS, "no gate")
                 else:
-                    out[arm] = self.condition(self.parse(spec.gate), (arm, stage))
+                    out[arm] = self.judged(spec.gate, spec.gate_judge, (arm, stage))
             self._gates[stage] = out
         return self._gates[stage]
 
@@ -395,7 +311,8 @@ class Judge:
         return [arm for arm, _ in self.ranking(stage)[: spec.promote.top]], gates
 
     def tiers(self) -> tuple[dict[str, Verdict], str | None]:
-        verdicts = {name: self.condition(self.parse(check)) for name, check in self.study.tier_checks().items()}
+        verdicts = {name: self.judged(t if isinstance(t, str) else t.check, "interval" if isinstance(t, str) else t.judge)
+                    for name, t in self.study.tiers.items()}
         reached = None
         for name, verdict in verdicts.items():  # tiers are written lowest first
             if verdict.status != PASS:
@@ -417,10 +334,13 @@ class Judge:
             return {"status": "none", "rule": None, "then": None, "because": "the study states no decision rule"}
         return {"status": "none", "rule": None, "then": None, "because": "no rule applied"}
 
-    def expectations(self) -> list[dict[str, Any]]:
-        """Expected ranges against the observed mean: hit, miss (below or above), or pending."""
+    def expectations(self, expect: dict[str, dict[str, list]] | None = None) -> list[dict[str, Any]]:
+        """Expected ranges (the study's `expect`, or a scenario's) against the observed
+        mean: hit, miss (below or above), or pending."""
         rows = []
-        for arm, metrics in self.study.expect.items():
+        overlay = self._scaled_profile()
+        restated = overlay.get("expect") if overlay and isinstance(overlay.get("expect"), dict) else {}
+        for arm, metrics in (self.study.expect if expect is None else expect).items():
             for metric, (lo, hi) in metrics.items():
                 est = self.arm_estimate(self.results.arms.get(arm), arm, metric)
                 if est.is_missing:
@@ -434,15 +354,22 @@ class Judge:
                 rows.append({"arm": arm, "metric": metric, "low": lo, "high": hi,
                              "observed": None if est.is_missing else est.point,
                              "ci": None if est.is_missing else list(est.interval(self.confidence)),
-                             "n": est.n, "status": status, "missing": list(est.missing)})
+                             "n": est.n, "status": status, "missing": list(est.missing),
+                             "caveat": f"full-scale expectation vs {self.results.profile}-scale run"
+                             if overlay and metric not in (restated.get(arm) or {}) else None})
         return rows
 
     def claims(self) -> dict[str, dict[str, Any]]:
-        """supported: every hypothesis PASS; refuted: some FAIL and none PASS; partial:
-        some PASS but not all; pending: nothing decided yet."""
+        """supported: every hypothesis (and the claim's own check) PASS; refuted: some FAIL
+        and none PASS; partial: some PASS but not all; pending: nothing decided yet."""
         out = {}
-        for claim, hyps in self.study.claims.items():
+        for claim in self.study.claims:
+            spec = self.study.claim(claim)
+            hyps = spec.hypotheses
             statuses = [self.hypotheses[h].status for h in hyps]
+            check = self.condition(self.parse(spec.check)) if spec.check else None
+            if check is not None:
+                statuses.append(check.status)
             if statuses and all(s == PASS for s in statuses):
                 status = "supported"
             elif PASS in statuses:
@@ -451,7 +378,8 @@ class Judge:
                 status = "refuted"
             else:
                 status = "pending"
-            out[claim] = {"status": status, "hypotheses": dict(zip(hyps, statuses))}
+            out[claim] = {"status": status, "hypotheses": dict(zip(hyps, statuses)), "check": None if check is None else
+                          {"expr": spec.check, "status": check.status, "sentence": check.sentence}}
         return out
 
     def study_metrics(self) -> dict[str, dict[str, Any]]:
@@ -470,6 +398,7 @@ class Judge:
         adjusted: dict[str, float] = {}
         if self.study.stats.correction == "holm" and hypotheses:
             # A hypothesis without a p-value (missing data) enters the family as p = 1.
+            # So does one judged without a p-value (on the point, or with no spread).
             adjusted = holm({k: (v.p if v.p is not None else 1.0) for k, v in hypotheses.items()})
         # PASS means the two-sided interval clears the threshold: a one-sided test at
         # (1 - confidence) / 2, the level the adjusted p-values are held to.
@@ -486,8 +415,9 @@ class Judge:
             "stats": {"confidence": self.confidence, "method": self.study.stats.method,
                       "correction": self.study.stats.correction, "alpha_one_sided": alpha},
             "hypotheses": {k: {**v.to_dict(), "claim": self.study.hypotheses[k].claim, "check": self.study.hypotheses[k].check,
-                               "holm_p": adjusted.get(k),
-                               "holds_after_holm": (adjusted[k] <= alpha) if k in adjusted and v.status == PASS else None}
+                               "holm_p": adjusted.get(k) if v.p is not None else None,
+                               "holds_after_holm": (adjusted[k] <= alpha) if k in adjusted and v.status == PASS
+                               and v.p is not None else None}
                            for k, v in hypotheses.items()},
             "stages": stages,
             "champion": self.champion,
@@ -496,5 +426,255 @@ class Judge:
             "decision": self.decision(),
             "expectations": self.expectations(),
             "claims": self.claims(),
+            "scenarios": outcomes.scenarios(self.study, self.expectations),
+            "smoke": outcomes.smoke_failure(self.results),
             "derived": self.study_metrics(),
         }
+
+
+class Checks(E.Domain):
+    """The study language over estimates and verdicts: numbers are Estimates (a point with
+    its interval), conditions are Verdicts."""
+
+    def __init__(self, judge: Judge):
+        self.judge = judge
+        self.confidence = judge.confidence
+
+    # ---------------------------------------------------------------- numbers
+
+    def const(self, node: E.Num | E.Bool):
+        if isinstance(node, E.Bool):
+            return Verdict(PASS if node.value else FAIL, "true" if node.value else "false")
+        return Estimate.const(node.value)
+
+    def neg(self, value: Estimate, node: E.Unary) -> Estimate:
+        return -value
+
+    def arith(self, op: str, a: Estimate, b: Estimate, node: E.Binary) -> Estimate:
+        try:
+            with np.errstate(all="ignore"):
+                if op in _LINEAR:
+                    result = _LINEAR[op](a, b)
+                elif op == "**" and not b.uncertain and not b.is_missing and a.point > 0:
+                    power = b.point
+                    result = a.apply(lambda x: x ** power, power * a.point ** (power - 1))
+                else:  # // % and other powers: the point only
+                    result = Estimate(E.arith(op, a.point, b.point), missing=a.missing + b.missing)
+        except OverflowError:
+            result = Estimate(math.inf)
+        if not (a.is_missing or b.is_missing or result.missing) and not math.isfinite(result.point):
+            return Estimate.absent(f"{E.to_source(node)} overflows or is undefined")
+        return result
+
+    # ---------------------------------------------------------------- conditions
+
+    def not_(self, v: Verdict, node: E.Unary) -> Verdict:
+        flipped = {PASS: FAIL, FAIL: PASS}.get(v.status, v.status)
+        leaning = {PASS: FAIL, FAIL: PASS}.get(v.leaning or "", None)
+        return Verdict(flipped, f"not ({v.sentence})", None if v.p is None else 1 - v.p, more_seeds=v.more_seeds,
+                       leaning=leaning, note=v.note, missing=v.missing)
+
+    def logic(self, op: str, left: Verdict, right: Verdict, node: E.Binary) -> Verdict:
+        return _combined(op == "and", [left, right])
+
+    def compare(self, node: E.Compare, values: list[Estimate]) -> Verdict:
+        parts = [self.pair(op, left, right, a, b) for op, left, right, a, b
+                 in zip(node.ops, node.operands, node.operands[1:], values, values[1:])]
+        return parts[0] if len(parts) == 1 else _combined(True, parts)
+
+    def call(self, node: E.Call, args: list, kwargs: dict):
+        func = node.func
+        if func == "count":
+            passed = sum(v.status == PASS for v in args)
+            open_ = sum(v.status in (INCONCLUSIVE, INCOMPLETE) for v in args)
+            return Estimate(float(passed), slack_hi=float(open_))
+        if func in ("all", "any"):
+            return _combined(func == "all", args, with_p=False)
+        if func == "abs":  # max(x, -x): judged by the same rule as max()
+            negated = E.Unary("-", node.args[0], node.col)
+            return Extremum.of("max", [(node.args[0], args[0]), (negated, -args[0])], self.confidence)
+        if func in ("min", "max"):
+            return Extremum.of(func, list(zip(node.args, args)), self.confidence)
+        if func == "failed":
+            happened, sentence = outcomes.failed(self.judge.results, node.args[0].parts[0])
+            return Verdict({True: PASS, False: FAIL, None: INCOMPLETE}[happened], sentence)
+        if func == "isfinite":
+            ok = math.isfinite(args[0].point)
+            return Verdict(PASS if ok else FAIL, f"{E.to_source(node.args[0])} = {fmt(args[0].point)}")
+        if func == "within":
+            return self.within(node, *args, **kwargs)
+        if func == "noworse":
+            return self.noworse(node, *args, **kwargs)
+        raise ValueError(f"unknown function {func}()")
+
+    # ---------------------------------------------------------------- judging a difference
+
+    def _value_text(self, est: Estimate, with_n: bool = True) -> str:
+        """'0.0591 ± 0.0012 (n=3)': the point, the half-width of its interval, the n."""
+        if est.slack_hi or est.slack_lo:
+            lo, hi = est.interval(self.confidence)
+            return f"{fmt(lo)}..{fmt(hi)}"
+        text = fmt(est.point)
+        if est.uncertain:
+            text += f" ± {fmt_width(est.half_width(self.confidence))}"
+        return text + (f" (n={est.n})" if with_n and est.n is not None else "")
+
+    def _comparison_sentence(self, op: str, left: E.Node, right: E.Node, a: Estimate, b: Estimate) -> str:
+        """'observed = value ± width (n), needs op threshold', told from the measured side:
+        ``0.3 <= a.r`` reads as 'a.r = ..., needs ≥ 0.3'."""
+        if isinstance(left, E.Num) and not isinstance(right, E.Num):
+            op, left, right, a, b = _FLIPPED[op], right, left, b, a
+        needs_value = fmt_threshold(b.point, a.point) if not b.uncertain else None
+        if isinstance(right, E.Num):
+            needs = needs_value
+        elif needs_value is not None:
+            needs = f"{E.to_source(right)} = {needs_value}"
+        else:
+            needs = f"{E.to_source(right)} = {self._value_text(b)}"
+        return f"{E.to_source(left)} = {self._value_text(a)}, needs {OP_TEXT[op]} {needs}"
+
+    def _difference_text(self, a: Estimate, b: Estimate, d: Estimate, lo: float, hi: float) -> str:
+        if not (a.uncertain and b.uncertain):
+            return ""
+        paired = self.judge.study.stats.paired and len(d.parts) == 1 and len(a.parts) == len(b.parts) == 1
+        df = f", {'paired' if paired else 'Welch'} df {d.df:.1f}" if math.isfinite(d.df) and d.draws is None else ""
+        return f" (difference {fmt(d.point)} [{fmt(lo)}, {fmt(hi)}]{df})"
+
+    def decide(self, d: Estimate, strict: bool) -> tuple[str, float, float, float | None]:
+        """``d`` >= 0 (> 0 when ``strict``) means the check holds: PASS when its whole
+        interval does, FAIL when none of it does; the one-sided p-value of 'it holds'
+        from the same interval (or draws), undefined without statistical width."""
+        lo, hi = d.interval(self.confidence)
+        if strict:
+            status = PASS if lo > 0 else FAIL if hi <= 0 else INCONCLUSIVE
+        else:
+            status = PASS if lo >= 0 else FAIL if hi < 0 else INCONCLUSIVE
+        return status, lo, hi, d.p_above(0.0, strict=strict)
+
+    def pair(self, op: str, left: E.Node, right: E.Node, a: Estimate, b: Estimate) -> Verdict:
+        source = f"{E.to_source(left)} {OP_TEXT[op]} {E.to_source(right)}"
+        if op not in ("==", "!="):
+            for side, est in enumerate((a, b)):
+                if isinstance(est, Extremum):
+                    return self.distribute(op, left, right, a, b, side)
+        if a.is_missing or b.is_missing:
+            missing = list(a.missing + b.missing) or [f"{source}: NaN"]
+            return Verdict(INCOMPLETE, f"{source}: missing " + "; ".join(missing), missing=missing)
+        d = b - a if op in ("<=", "<") else a - b  # d >= 0 (or > 0) means the comparison holds
+        if op in ("==", "!="):
+            lo, hi = d.interval(self.confidence)
+            same = PASS if lo == hi == 0 else FAIL if (lo > 0 or hi < 0) else INCONCLUSIVE
+            status, p = (same if op == "==" else {PASS: FAIL, FAIL: PASS}.get(same, same)), None
+        else:
+            status, lo, hi, p = self.decide(d, op in ("<", ">"))
+        sentence = self._comparison_sentence(op, left, right, a, b) + self._difference_text(a, b, d, lo, hi)
+        verdict = Verdict(status, sentence, p, {
+            "expr": E.to_source(left), "op": op, "mean": a.point, "ci": list(a.interval(self.confidence)), "n": a.n,
+            "threshold_expr": E.to_source(right), "threshold": b.point,
+            "threshold_text": f"{OP_TEXT[op]} " + (fmt_threshold(b.point, a.point) if not b.uncertain
+                                                   else f"{E.to_source(right)} ({self._value_text(b, with_n=False)})"),
+            "observed_text": self._value_text(a, with_n=False),
+            "difference": d.point, "difference_ci": [lo, hi], "df": d.df if a.uncertain or b.uncertain else None})
+        if status == INCONCLUSIVE and op not in ("==", "!="):
+            verdict.leaning = PASS if (d.point >= 0 if op in ("<=", ">=") else d.point > 0) else FAIL
+            beyond = f"{fmt(a.point)} vs {OP_TEXT[op]} {fmt_threshold(b.point, a.point)}"
+            verdict.more_seeds, verdict.note = settle_note(d, abs(d.point), verdict.leaning, self.confidence, beyond)
+        return verdict
+
+    def distribute(self, op: str, left: E.Node, right: E.Node, a: Estimate, b: Estimate, side: int) -> Verdict:
+        """A comparison with min()/max() on one side, judged member by member, so a PASS
+        holds for every value the members' intervals allow: ``max(a, b) <= t`` is
+        ``a <= t and b <= t``; ``min(a, b) <= t`` is ``a <= t or b <= t``."""
+        ext = a if side == 0 else b
+        below = (op in ("<=", "<")) == (side == 0)  # the extremum must stay below the other side
+        every = (ext.kind == "max") == below
+        parts = [self.pair(op, node, right, est, b) if side == 0 else self.pair(op, left, node, a, est)
+                 for node, est in ext.members]
+        return _combined(every, parts)
+
+    def within(self, node: E.Call, a: Estimate, b: Estimate, rel: Estimate | None = None,
+               abs: Estimate | None = None) -> Verdict:  # noqa: A002 (the language's keyword)
+        """An equivalence test: the interval of (a - b) / b (rel) or a - b (abs) inside ±bound."""
+        kind = "rel" if rel is not None else "abs"
+        bound = (rel if rel is not None else abs).point
+        first, second = (E.to_source(x) for x in node.args)
+        what = f"({first} - {second}) / {second}" if kind == "rel" else f"{first} - {second}"
+        if a.is_missing or b.is_missing:
+            missing = list(a.missing + b.missing)
+            return Verdict(INCOMPLETE, f"within({first}, {second}): missing " + "; ".join(missing), missing=missing)
+        q = (a - b) / b if kind == "rel" else a - b
+        if q.is_missing:
+            return Verdict(INCOMPLETE, f"{what}: {', '.join(q.missing)}", missing=list(q.missing))
+        lo, hi = q.interval(self.confidence)
+        status = PASS if (-bound <= lo and hi <= bound) else FAIL if (hi < -bound or lo > bound) else INCONCLUSIVE
+        show = pct if kind == "rel" else fmt
+        bound_text = f"±{bound * 100:g}%" if kind == "rel" else f"±{fmt(bound)}"
+        ns = ", ".join(f"n={e.n}" for e in (a, b) if e.n is not None)
+        observed_text = f"{show(q.point)} [{show(lo)}, {show(hi)}]"
+        sentence = f"{what} = {observed_text}" + (f" ({ns})" if ns else "") + f", needs within {bound_text}"
+        p_low, p_high = q.p_above(-bound), (-q).p_above(-bound)  # two one-sided tests
+        p = None if p_low is None or p_high is None else max(p_low, p_high)
+        verdict = Verdict(status, sentence, p, {"expr": what, "kind": kind, "mean": q.point, "ci": [lo, hi], "bound": bound,
+                                                "n": None, "observed_text": observed_text,
+                                                "threshold_text": f"within {bound_text}"})
+        if status == INCONCLUSIVE:
+            verdict.leaning = PASS if builtins.abs(q.point) <= bound else FAIL
+            beyond = f"{show(q.point)} is outside {bound_text}"
+            verdict.more_seeds, verdict.note = settle_note(q, builtins.abs(bound - builtins.abs(q.point)), verdict.leaning,
+                                                           self.confidence, beyond)
+        return verdict
+
+    def noworse(self, node: E.Call, a: Estimate, b: Estimate, margin: Estimate | None = None) -> Verdict:
+        """Non-inferiority: ``a`` is not worse than ``b`` by more than ``margin`` (a fraction
+        of ``b``), "worse" by the metric's goal. PASS when the whole interval of the
+        difference is within the margin, FAIL when all of it is beyond it."""
+        first, second = (E.to_source(x) for x in node.args)
+        m = margin.point if margin is not None else 0.0
+        goal = self.judge.goal(node.args[0]) or self.judge.goal(node.args[1]) or "min"
+        source = f"noworse({first}, {second}" + (f", margin={m:g})" if m else ")")
+        if a.is_missing or b.is_missing:
+            missing = list(a.missing + b.missing)
+            return Verdict(INCOMPLETE, f"{source}: missing " + "; ".join(missing), missing=missing)
+        looser = (1 + m) if (goal == "min") == (b.point >= 0) else (1 - m)
+        limit = b * Estimate.const(looser)  # the worst value still allowed
+        d = limit - a if goal == "min" else a - limit
+        status, lo, hi, p = self.decide(d, strict=False)
+        op = "<=" if goal == "min" else ">="
+        margin_text = f"{m * 100:g}% margin" if m else "no margin"
+        limit_text = fmt_threshold(limit.point, a.point) if not limit.uncertain else self._value_text(limit, with_n=False)
+        sentence = (f"{first} = {self._value_text(a)}, needs no worse than {second} = {self._value_text(b)} "
+                    f"({margin_text}: {OP_TEXT[op]} {limit_text})") + self._difference_text(a, b, d, lo, hi)
+        verdict = Verdict(status, sentence, p, {
+            "expr": first, "op": op, "mean": a.point, "ci": list(a.interval(self.confidence)), "n": a.n,
+            "threshold_expr": f"{second} ({margin_text})", "threshold": limit.point,
+            "threshold_text": f"no worse than {second} ({margin_text}: {OP_TEXT[op]} {limit_text})",
+            "observed_text": self._value_text(a, with_n=False),
+            "difference": d.point, "difference_ci": [lo, hi], "df": d.df if a.uncertain or b.uncertain else None})
+        if status == INCONCLUSIVE:
+            verdict.leaning = PASS if d.point >= 0 else FAIL
+            beyond = f"{fmt(a.point)} vs {OP_TEXT[op]} {limit_text}"
+            verdict.more_seeds, verdict.note = settle_note(d, builtins.abs(d.point), verdict.leaning, self.confidence, beyond)
+        return verdict
+
+
+def _changes_config(overlay: dict[str, Any]) -> bool:
+    """Whether a profile's overlay sets config (of the run, an arm, a sweep or a stage)."""
+    def sets(node: Any, *keys: str) -> bool:
+        return isinstance(node, dict) and any(node.get(k) for k in keys)
+
+    run, arms, stages = (overlay.get(k) if isinstance(overlay.get(k), dict) else {} for k in ("run", "arms", "stages"))
+    return (sets(run, "config") or any(sets(a, "config", "grid", "zip") for a in arms.values())
+            or any(sets(st, "config") for st in stages.values()))
+
+
+_LINEAR = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
+
+
+def _combined(every: bool, parts: list[Verdict], with_p: bool = True) -> Verdict:
+    """and / all / chains (``every``) or or / any: an intersection-union test for and
+    (the largest p), the smallest p for or; undefined when a part's p is."""
+    ps = [v.p for v in parts]
+    p = None
+    if with_p and ps and all(x is not None for x in ps):
+        p = max(ps) if every else min(ps)
+    return _joined(_and(parts) if every else _or(parts), parts, p)

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from studyc.quoting import csv_cell
 from studyc.report.collect import Results
 from studyc.spec.arms import ArmSpec
 
@@ -107,9 +108,9 @@ def _merge(path: Path, new_rows: list[dict[str, str]]) -> dict[str, int]:
             old_rows.append(row)
             added += 1
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, restval="", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(old_rows)
+    writer = csv.writer(text)
+    writer.writerow([csv_cell(c) for c in columns])
+    writer.writerows([csv_cell(row.get(c, "")) for c in columns] for row in old_rows)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
         fh.write(text.getvalue())

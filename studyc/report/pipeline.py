@@ -9,6 +9,7 @@ from typing import Any
 
 from studyc.errors import RunError
 from studyc.report import leaderboard, plots
+from studyc.report.artifact_links import artifact_rows
 from studyc.report.collect import collect, curves
 from studyc.report.prereg import preregistration
 from studyc.report.render import featured_arms, render
@@ -29,7 +30,7 @@ class Built:
 def build_report(study: Study, store: Store, profile: str | None, out: Path, plan: dict[str, Any]) -> Built:
     """``plan``: spec_hash, checks_hash and totals (the estimates) of the compiled plan."""
     results = collect(study, store, profile)
-    if not results.all_runs():
+    if not results.all_runs() and not any(arm.source == "reuse" for arm in results.arms.values()):
         others = [p or "(no profile)" for p in store.profiles(study.study)]
         hint = (f"it has runs under --profile {', '.join(others)}" if others
                 else "run it first with `studyc run`, or point --store (or $STUDYC_HOME) at the store that has its runs")
@@ -46,7 +47,7 @@ def build_report(study: Study, store: Store, profile: str | None, out: Path, pla
     series = study.metrics[study.primary_metric].from_ or study.primary_metric
     learning = curves(store, results, featured_arms(results, verdicts, plots.MAX_CURVES), series)
     meta = {"spec_hash": plan["spec_hash"], "preregistration": prereg, "totals": plan["totals"], "arms": specs,
-            "leaderboard": board}
+            "leaderboard": board, "artifacts": artifact_rows(results, store, out)}
     paths = render(results, verdicts, out, meta, learning, series)
     if board is not None:
         paths["leaderboard"] = Path(board["path"])

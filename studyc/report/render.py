@@ -4,7 +4,6 @@ verdicts.json and results.json."""
 
 from __future__ import annotations
 
-import csv
 import time
 import traceback
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 from studyc.artifacts import envelope, write_json
 from studyc.errors import RunError
+from studyc.quoting import CsvWriter, Verbatim, fenced, markdown
 from studyc.report import plots
 from studyc.report.collect import Results, to_dict
 from studyc.report.numbers import duration, fmt, fmt_width
@@ -32,12 +32,16 @@ def environment(user_templates: Path):
     if user_templates.is_dir():
         loaders.append(jinja2.FileSystemLoader(str(user_templates)))
     loaders.append(jinja2.PackageLoader("studyc", "templates"))
-    # The compiled template is cached (keyed by its source, in a per-user temp folder):
-    # compiling it is a large share of a small study's report time.
+    # Every printed value stays on its line (a newline in a unit or a claim cannot start
+    # markdown of its own); blocks go through `fenced`. The compiled template is cached
+    # (keyed by its source, in a per-user temp folder): compiling it is a large share of a
+    # small study's report time.
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False,
+                             finalize=lambda v: v if isinstance(v, Verbatim) or not isinstance(v, str) else markdown(v),
                              bytecode_cache=jinja2.FileSystemBytecodeCache())
-    env.filters["cell"] = lambda v: "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")
+    env.filters["cell"] = markdown
+    env.filters["fenced"] = fenced
     env.filters["first_upper"] = lambda v: str(v)[:1].upper() + str(v)[1:]
     return env
 
@@ -147,7 +151,7 @@ def write_comparison_csv(path: Path, results: Results, specs: dict[str, ArmSpec]
         header += [f"{m}_mean{unit}", f"{m}_std", f"{m}_ci_lo", f"{m}_ci_hi"]
     header += ["planned", "label"] + [f"config.{k}" for k in keys]
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
+        writer = CsvWriter(fh)
         writer.writerow(header)
         for name, arm in results.arms.items():
             stats = [results.summary(arm, m) for m in metrics]
@@ -176,7 +180,7 @@ def _hypothesis_rows(verdicts: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({**h, "name": name, "observed_text": obs.get("observed_text", "—"),
                      "needs_text": obs.get("threshold_text", "—"), "n_text": "" if obs.get("n") is None else str(obs["n"]),
                      "n_one": obs.get("n") == 1,
-                     "holm_text": "" if h.get("holm_p") is None else f"{h['holm_p']:.3g}"})
+                     "holm_text": "—" if h.get("holm_p") is None else f"{h['holm_p']:.3g}"})
     return rows
 
 
@@ -298,6 +302,7 @@ def build_context(results: Results, verdicts: dict[str, Any], meta: dict[str, An
         "budget": _budget(results, meta),
         "plots": meta.get("plots", []),
         "leaderboard": meta.get("leaderboard"),
+        "artifacts": meta.get("artifacts", []),
     }
 
 

@@ -167,7 +167,7 @@ class SequentialJudge(Judge):
         if isinstance(node, E.Compare):
             atoms, ps = [], []
             for op, left, right in zip(node.ops, node.operands, node.operands[1:]):
-                a, b = self.number(left, None), self.number(right, None)
+                a, b = self.evaluate(left), self.evaluate(right)
                 d = b - a if op in ("<=", "<") else a - b
                 atom = self._atom(d, node)
                 atoms += [atom] if op not in ("==", "!=") else [atom, self._atom(-d, node)]
@@ -187,9 +187,9 @@ class SequentialJudge(Judge):
             p = None if None in ps or not ps else (max(ps) if node.func == "all" else min(ps))
             return [a for atoms, _ in parts for a in atoms], p
         if isinstance(node, E.Call) and node.func == "within":
-            a, b = (self.number(x, None) for x in node.args)
+            a, b = (self.evaluate(x) for x in node.args)
             kind, bound_node = node.kwargs[0]
-            bound = Estimate.const(self.number(bound_node, None).point)
+            bound = Estimate.const(self.evaluate(bound_node).point)
             q = (a - b) / b if kind == "rel" else a - b
             atoms = [self._atom(q + bound, node), self._atom(bound - q, node)]  # two one-sided tests
             for atom in atoms:
@@ -197,7 +197,7 @@ class SequentialJudge(Judge):
             ps = [self.p_value(x) for x in atoms]
             return atoms, (max(ps) if None not in ps else None)
         if isinstance(node, E.Call):  # another comparison of two numbers, e.g. noworse(a.x, b.x)
-            numbers = [self.number(x, None) for x in node.args[:2]]
+            numbers = [self.evaluate(x) for x in node.args[:2]]
             if len(numbers) == 2:
                 d = numbers[0] - numbers[1]
                 return [self._atom(d, node), self._atom(-d, node)], None

@@ -46,12 +46,20 @@ class Estimate:
 
     @staticmethod
     def sample(values: list[float] | np.ndarray, key: Hashable = "sample", draws: np.ndarray | None = None) -> "Estimate":
-        """The mean of a sample of finite values; ``key`` names the sample (its runs)."""
+        """The mean of a sample of finite values; ``key`` names the sample (its runs).
+        The mean is exact (``math.fsum``, kept within the values), so identical values
+        have their own value as mean and no spread: a tie on a threshold stays a tie."""
         arr = np.asarray(values, dtype=float)
         n = len(arr)
-        mean = float(arr.mean())
-        parts = {key: (arr - mean) / n} if n >= 2 else {}
-        return Estimate(mean, parts, draws=draws, n=n)
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo == hi:
+            return Estimate(lo, n=n)
+        mean = min(max(math.fsum(arr.tolist()) / n, lo), hi)
+        return Estimate(mean, {key: (arr - mean) / n}, draws=draws, n=n)
+
+    def point_only(self) -> "Estimate":
+        """The point estimate without its statistical width (judging on the point)."""
+        return Estimate(self.point, slack_lo=self.slack_lo, slack_hi=self.slack_hi, missing=self.missing, n=self.n)
 
     # ---------------------------------------------------------------- properties
 
@@ -86,7 +94,9 @@ class Estimate:
     def interval(self, confidence: float) -> tuple[float, float]:
         if self.draws is not None and len(self.draws):
             alpha = (1 - confidence) / 2
-            lo, hi = np.quantile(self.draws, [alpha, 1 - alpha])
+            # inverted_cdf: a bound is a draw itself, so `lo >= t` exactly when fewer than
+            # alpha of the draws fall below t (the p-value of p_above, from the same draws)
+            lo, hi = np.quantile(self.draws, [alpha, 1 - alpha], method="inverted_cdf")
             lo, hi = min(float(lo), self.point), max(float(hi), self.point)
         else:
             se = self.se
@@ -98,14 +108,19 @@ class Estimate:
         lo, hi = self.interval(confidence)
         return (hi - lo) / 2
 
-    def p_above(self, threshold: float = 0.0) -> float:
-        """One-sided p-value for 'the true value is above ``threshold``' (small = confident)."""
+    def p_above(self, threshold: float = 0.0, strict: bool = False) -> float | None:
+        """One-sided p-value for 'the true value is at least ``threshold``' (above it when
+        ``strict``); small = confident. None (undefined) without statistical width: one
+        seed, or no spread, is judged on the point and has no p. Exact slack (count())
+        counts against the claim."""
+        low = self.point - self.slack_lo
         if self.draws is not None and len(self.draws):
-            return float(np.mean(self.draws <= threshold))
+            shifted = self.draws - self.slack_lo
+            return float(np.mean(shifted <= threshold if strict else shifted < threshold))
         se = self.se
         if se == 0:
-            return 0.0 if self.point >= threshold else 1.0
-        return t_sf((self.point - threshold) / se, self.df)
+            return None
+        return t_sf((low - threshold) / se, self.df)
 
     # ---------------------------------------------------------------- arithmetic
 
@@ -157,6 +172,29 @@ class Estimate:
         parts = {k: derivative * v for k, v in self.parts.items()}
         draws = fn(self.draws) if self.draws is not None else None
         return Estimate(float(fn(np.float64(self.point))), parts, draws, self.slack_lo, self.slack_hi, self.missing)
+
+
+@dataclass(frozen=True)
+class Extremum(Estimate):
+    """min() or max() over estimates. Its interval is what the members' intervals allow
+    (the min of their lower bounds to the min of their upper bounds, for min), carried as
+    exact slack so arithmetic on it stays conservative; a comparison with it is judged
+    member by member (``max(a, b) <= t``: a <= t and b <= t), keeping each p-value."""
+
+    kind: str = "min"
+    members: tuple[Any, ...] = field(default=(), compare=False)  # (node, Estimate) pairs
+
+    @staticmethod
+    def of(kind: str, members: list[tuple[Any, Estimate]], confidence: float) -> "Extremum":
+        ests = [e for _, e in members]
+        missing = tuple(m for e in ests for m in e.missing)
+        if missing or any(e.is_missing for e in ests):
+            return Extremum(math.nan, missing=missing or ("NaN",), kind=kind, members=tuple(members))
+        pick = min if kind == "min" else max
+        point = pick(e.point for e in ests)
+        bounds = [e.interval(confidence) for e in ests]
+        lo, hi = pick(b[0] for b in bounds), pick(b[1] for b in bounds)
+        return Extremum(point, slack_lo=point - lo, slack_hi=hi - point, kind=kind, members=tuple(members))
 
 
 # -------------------------------------------------------------------- distributions

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studyc.protocol import CPUS, LOG_FILE
+from studyc.protocol import CPUS, EXIT_CODE_FILE, LOG_FILE, RUN_DIR
+from studyc.runtime import procs
 
 
 @dataclass
@@ -93,6 +94,7 @@ POLL_S = 0.01  # how often an executor that cannot block on its runs looks at th
 class LocalHandle:
     proc: subprocess.Popen
     pidfd: int | None  # readable once the process exits: exits are seen at once, without polling
+    run_id: str = ""  # in the environment of each of the run's processes (see procs.run_processes)
 
     @property
     def pgid(self) -> int:
@@ -105,7 +107,12 @@ class LocalHandle:
 # group, grandchildren included. The command itself reads /dev/null. TERM is trapped so
 # that the shell outlives a SIGTERM until its command has ended (the command, exec'd
 # afresh, gets the default handling back).
-_LIFELINE = "trap 'exit 143' TERM; exec 3<&0 </dev/null; { read _ <&3; kill -KILL 0; } & exec 3<&-; "
+# On its way out the shell also leaves the command's exit code in the run directory, so a
+# studyc killed between the command's end and recording it finds that the run ended.
+_LIFELINE = ("trap 'exit 143' TERM; "
+             f"trap 'c=$?; printf %s $c > \"${RUN_DIR}/.{EXIT_CODE_FILE}.part\" && "
+             f"mv -f \"${RUN_DIR}/.{EXIT_CODE_FILE}.part\" \"${RUN_DIR}/{EXIT_CODE_FILE}\"; exit $c' EXIT; "
+             "exec 3<&0 </dev/null; { read _ <&3; kill -KILL 0; } & exec 3<&-; ")
 
 
 class LocalExecutor(Executor):
@@ -144,7 +151,7 @@ class LocalExecutor(Executor):
             pidfd = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):
             pidfd = None
-        return LocalHandle(proc, pidfd)
+        return LocalHandle(proc, pidfd, job.run_id)
 
     def poll(self, handle: LocalHandle) -> JobState:
         code = handle.proc.poll()
@@ -166,10 +173,8 @@ class LocalExecutor(Executor):
         poller.poll(max(0.0, timeout) * 1000)
 
     def cancel(self, handle: LocalHandle, sig: int = signal.SIGTERM) -> None:
-        try:
-            os.killpg(handle.pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """``sig`` to the run's group, its session and whatever else carries its run id."""
+        procs.signal_run(handle.pgid, handle.run_id, sig)
 
     def reap(self, handle: LocalHandle, grace_s: float = 5.0) -> None:
         """After a cancel: wait for the group to go, then kill what is left."""
@@ -179,7 +184,7 @@ class LocalExecutor(Executor):
             self.cancel(handle, signal.SIGKILL)
             handle.proc.wait()
         else:
-            self.cancel(handle, signal.SIGKILL)  # stray grandchildren in the group
+            self.cancel(handle, signal.SIGKILL)  # stray descendants, in the group or not
         _close(handle)
 
 

@@ -65,17 +65,37 @@ class StopRules:
         return None
 
 
+class EditError(ValueError):
+    """The playbook's edit cannot give a usable config: the run is not retried."""
+
+
+def _number(config: dict[str, Any], name: str) -> float:
+    value = config.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise EditError(f"'{name}' is {value!r}, not a number")
+    return float(value)
+
+
 def apply_edits(config: dict[str, Any], edits: dict[str, Any]) -> dict[str, Any]:
     """The playbook's config edits (``batch_size: "batch_size // 2"``) over a config.
-    Whole-number results stay whole numbers when the old value was one."""
+    A whole number stays a whole number (rounded down) and a positive one stays positive:
+    an edit that cannot (``batch_size // 2`` of 1), or that gives NaN, inf or true/false,
+    raises EditError rather than retrying with a value the trainer never meant to see."""
     out = dict(config)
     for key, edit in edits.items():
-        if isinstance(edit, str):
-            value = E.evaluate(E.parse(edit), lambda ref: float(config[ref.parts[0]]))
-            old = config.get(key)
-            if isinstance(old, int) and not isinstance(old, bool) and float(value).is_integer():
-                value = max(int(value), 1) if old > 0 else int(value)
-        else:
-            value = edit
+        if not isinstance(edit, str):
+            out[key] = edit
+            continue
+        try:
+            value = E.evaluate(E.parse(edit), lambda ref: _number(config, ref.parts[0]))
+        except (ArithmeticError, E.ExprError) as exc:  # x / 0, an overflow
+            raise EditError(f"{key}: {edit} fails: {exc}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise EditError(f"{key}: {edit} gives {value!r}, not a finite number")
+        old = config.get(key)
+        if isinstance(old, int) and not isinstance(old, bool):
+            value = math.floor(value)
+            if old > 0 and value < 1:
+                raise EditError(f"{key}: {edit} gives {value} from {old}; it cannot go lower")
         out[key] = value
     return out

@@ -81,16 +81,53 @@ def run_env(pid: int) -> dict[str, str]:
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
 
+def run_processes(leader: int, run_id: str) -> list[int]:
+    """Live processes of a run whose shell ``leader`` leads its own session and process
+    group: the group, the session (a child that made a group of its own), and any
+    process carrying the run's STUDYC_RUN_ID (a grandchild that left the session with
+    setsid: it keeps the environment it inherited)."""
+    if not _HAVE_PROC:
+        return []
+    found, needle = [], f"{RUN_ID}={run_id}".encode()
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        fields = _stat(entry.name)
+        if not fields or fields[0] == "Z":
+            continue
+        if int(fields[2]) == leader or int(fields[3]) == leader:
+            found.append(int(entry.name))
+            continue
+        try:
+            if run_id and needle in Path(f"/proc/{entry.name}/environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def signal_run(leader: int, run_id: str, sig: int) -> int:
+    """Send ``sig`` to every process of the run (see ``run_processes``); how many there were."""
+    pids = run_processes(leader, run_id)
+    try:
+        os.killpg(leader, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return len(pids)
+
+
 def kill_orphans(pgid: int | None, run_id: str) -> int:
-    """SIGKILL what is left of a run's process group after its studyc died. The group is
-    only touched if one of its processes is really that run (pids get reused)."""
+    """SIGKILL what is left of a run after its studyc died. Only if one of its processes
+    is really that run (pids get reused)."""
     if not pgid:
         return 0
-    members = group_members(pgid)
+    members = run_processes(pgid, "")  # the group and session alone: is the leader still this run?
     if not any(run_env(pid).get(RUN_ID) == run_id for pid in members):
         return 0
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        return 0
-    return len(members)
+    return signal_run(pgid, run_id, signal.SIGKILL)

@@ -34,19 +34,22 @@ class RunView:
 class Tracker:
     """Folds scheduler events into the state of the study.
 
-    The ETA replays the remaining runs on the study's parallel slots, stage after stage,
-    with each run's planned hours scaled by how long the runs finished so far really took
-    against their estimates.
+    The ETA replays the remaining runs on the study's parallel slots, a stage starting when
+    the stages it waits for (``needs``; default: the one before) have ended, with each
+    run's planned hours scaled by how long the runs finished so far really took against
+    their estimates.
     """
 
     def __init__(self, runs: list[RunPlan], parallel: int, clock: Callable[[], float] = time.monotonic,
-                 cpus: int | None = None, target: Target | None = None, remote: bool = False):
+                 cpus: int | None = None, needs: dict[str, list[str]] | None = None, target: Target | None = None,
+                 remote: bool = False):
         self.clock = clock
         self.began = clock()
         self.views: dict[str, RunView] = {r.id: RunView(r) for r in runs if not r.pending}
         # Slots for runs a gate will promote: placeholders until the real runs appear.
         self.placeholders: list[RunPlan] = [r for r in runs if r.pending]
         self.stage_order = list(dict.fromkeys(r.stage for r in runs))
+        self.needs = needs if needs is not None else {s: self.stage_order[i - 1:i] for i, s in enumerate(self.stage_order)}
         # As many at once as the scheduler places the largest run on this machine (the same
         # resource model); on the cloud each run has a machine of its own.
         demands = {Demand.of(r.resources) for r in runs}
@@ -144,10 +147,12 @@ class Tracker:
             return None
         # Running runs hold slots until their (scaled) estimate runs out.
         slots = []
+        ends: dict[str, float] = {}  # stage -> when its last run is expected to end
         for view in left:
             if view.status == "running" and view.started is not None:
                 expected = view.run.est_hours * 3600 * speed
                 slots.append(max(expected - (now - view.started), 0.0))
+                ends[view.run.stage] = max(ends.get(view.run.stage, 0.0), slots[-1])
         slots.sort()
         slots = slots[-self.slots:] if len(slots) > self.slots else slots + [0.0] * (self.slots - len(slots))
         heapq.heapify(slots)
@@ -155,14 +160,12 @@ class Tracker:
         order = {stage: i for i, stage in enumerate(self.stage_order)}
         queued.sort(key=lambda r: order.get(r.stage, len(order)))
         finish = max(slots)
-        stage = None
-        for run in queued:
-            if stage is not None and run.stage != stage:  # a stage starts when the one before ends
-                slots = [finish] * self.slots
-            stage = run.stage
-            start = heapq.heappop(slots)
+        for run in queued:  # a stage starts when the stages it waits for have ended
+            ready = max((ends.get(n, 0.0) for n in self.needs.get(run.stage, [])), default=0.0)
+            start = max(heapq.heappop(slots), ready)
             end = start + run.est_hours * 3600 * speed
             finish = max(finish, end)
+            ends[run.stage] = max(ends.get(run.stage, 0.0), end)
             heapq.heappush(slots, end)
         return finish
 

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -21,11 +22,10 @@ from studyc import protocol
 from studyc.compiler.plan import RunPlan, render_command
 from studyc.compiler.resources import Demand, Occupancy, Target
 from studyc.errors import RunError
-from studyc.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE
-from studyc.runtime import procs, wandb_log
+from studyc.protocol import CONFIG_FILE, EXIT_CODE_FILE, LOG_FILE, METRICS_FILE
+from studyc.runtime import metrics_file, procs, wandb_log
 from studyc.runtime.executor import Executor, Job, JobState, tail
-from studyc.runtime.failures import StopRules, apply_edits, classify
-from studyc.runtime.sdk import read_metrics
+from studyc.runtime.failures import EditError, StopRules, apply_edits, classify
 from studyc.runtime.store import Store
 from studyc.spec.accelerators import gpu_count
 from studyc.spec.model import Study
@@ -60,6 +60,7 @@ class _Active:
     kill_at: float | None = None  # when to SIGKILL a run that ignores SIGTERM
     latest: dict[str, float] = field(default_factory=dict)
     waiting_since: float | None = None  # a cloud job without its machine yet: its clock stands still
+    bad_metrics: str | None = None  # why a metrics line was refused, seen live
 
     def deadline(self) -> float | None:
         """When the scheduler must act on this run unasked: its timeout, or the SIGKILL after one."""
@@ -206,35 +207,45 @@ class Scheduler:
 
     # ------------------------------------------------------------ execution
 
-    def execute(self, runs: list[RunPlan]) -> None:
-        """Run what is not already done. Returns when every run has ended."""
-        self.store.recover_interrupted([r.id for r in runs])
-        records = self.store.records([r.id for r in runs])
+    def execute(self, runs: list[RunPlan], more: Callable[[str], list[RunPlan]] | None = None) -> None:
+        """Run what is not already done. Returns when every run has ended. ``more``: called
+        with each stage once all its runs have ended; the runs it returns (stages that
+        could not start before) join the queue, beside those still running."""
         todo: deque[_Queued] = deque()
-        twins: list[RunPlan] = []  # arms identical to an earlier one: the same run, executed once
-        queued: set[str] = set()
-        for run in runs:
-            record = records.get(run.id)
-            if record is not None and record.status == "done" and run.arm not in self.rerun:
-                self.on_event(Event("cached", run, status="done"))
-            elif run.id in queued:
-                twins.append(run)
-            else:
-                queued.add(run.id)
-                todo.append(self._queued(run, record))
-        if not todo:
-            return
-        if not self.remote:
-            self.check_fits([q.run for q in todo])
+        twins: dict[str, list[RunPlan]] = {}  # per stage: arms identical to an earlier one, executed once
+        open_stages: dict[str, set[str]] = {}  # stage -> its run ids
         active: dict[str, _Active] = {}
         elsewhere: dict[str, RunPlan] = {}  # being run by another studyc (a study sharing them)
+
+        def enqueue(batch: list[RunPlan]) -> None:
+            fresh = self._enqueue(batch, todo, twins)
+            for run in batch:
+                open_stages.setdefault(run.stage, set()).add(run.id)
+            self._adopt(fresh, todo, active)
+
+        def release() -> bool:
+            """Stages whose runs have all ended: their twins, then what they let start."""
+            released = False
+            while True:
+                inflight = {q.run.id for q in todo} | set(active) | set(elsewhere)
+                ended = [stage for stage, ids in open_stages.items() if not ids & inflight]
+                if not ended:
+                    return released
+                for stage in ended:
+                    del open_stages[stage]
+                    self._report_twins(twins.pop(stage, []))
+                    if more is not None:
+                        enqueue(more(stage))
+                released = True
+
         last_live = 0.0
         with self._signals():
             try:
-                self._adopt(todo, active)
-                while todo or active or elsewhere:
+                enqueue(runs)
+                while todo or active or elsewhere or release():
                     if self._stopping:
                         raise Interrupted()
+                    size = len(todo) + len(active) + len(elsewhere)
                     progressed = self._start_ready(todo, active, elsewhere)
                     now = self.executor.now()
                     live = now - last_live >= self.live_s
@@ -244,12 +255,39 @@ class Scheduler:
                         progressed |= self._check(active, run_id, todo, live)
                     if elsewhere and live:
                         progressed |= self._check_elsewhere(elsewhere, todo)
-                    if not progressed:
+                    if progressed or size != len(todo) + len(active) + len(elsewhere):
+                        release()
+                    elif active or elsewhere:
                         until = min([last_live + self.live_s] + [d for a in active.values() if (d := a.deadline())])
                         self.executor.wait([a.handle for a in active.values()], max(0.0, until - self.executor.now()))
             except BaseException as exc:
                 self._interrupt(active, exc)
                 raise
+
+    def _enqueue(self, runs: list[RunPlan], todo: deque[_Queued], twins: dict[str, list[RunPlan]]) -> list[_Queued]:
+        """Queue the runs not already done (those done are reported as reused); a run
+        already queued (an identical arm) is its twin. Returns the new queue items."""
+        stale = set(self.store.recover_interrupted([r.id for r in runs]))
+        self._record_ended([r for r in runs if r.id in stale])
+        records = self.store.records([r.id for r in runs])
+        queued = {q.run.id for q in todo}
+        fresh: list[_Queued] = []
+        for run in runs:
+            record = records.get(run.id)
+            if record is not None and record.status == "done" and run.arm not in self.rerun:
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.ended_at)) if record.ended_at else "earlier"
+                self.on_event(Event("cached", run, status="done", message=f"finished {when}"))
+            elif run.id in queued:
+                twins.setdefault(run.stage, []).append(run)
+            else:
+                queued.add(run.id)
+                fresh.append(self._queued(run, record))
+        if fresh and not self.remote:
+            self.check_fits([q.run for q in fresh])
+        todo.extend(fresh)
+        return fresh
+
+    def _report_twins(self, twins: list[RunPlan]) -> None:
         for twin in twins:
             record = self.store.get(twin.id)
             message = "the same run as an identical arm"
@@ -260,11 +298,35 @@ class Scheduler:
             else:
                 self._skip(twin, f"{message}, which was skipped")
 
-    def _adopt(self, todo: deque[_Queued], active: dict[str, _Active]) -> None:
+    def _record_ended(self, runs: list[RunPlan]) -> None:
+        """Runs a studyc that died left 'running' whose command had in fact ended well (its
+        shell wrote the exit code): recorded now, from their files, instead of run again.
+        Only the window between the command's end and that file is left (at-least-once)."""
+        for run in runs if not self.remote else []:
+            run_dir = self.store.run_dir(run.id)
+            try:
+                code = int((run_dir / EXIT_CODE_FILE).read_text().strip())
+                ended = (run_dir / EXIT_CODE_FILE).stat().st_mtime
+            except (OSError, ValueError):
+                continue
+            last = self.store.attempts(run.id)[-1]
+            metrics = metrics_file.read(run_dir / METRICS_FILE)
+            if code != 0 or ended < (last["started_at"] or 0) or metrics.bad is not None:
+                continue  # a failure, or an older attempt's file: it runs again, as it would have
+            series = metrics.records
+            if classify(code, tail(run_dir / LOG_FILE, 50), series, None) is not None:
+                continue
+            hours = max(0.0, ended - (last["started_at"] or ended)) / 3600
+            usd = hours * (run.est_usd / run.est_hours if run.est_hours else 0.0)
+            self.store.finish(run.id, "done", code, None, None, series, usd, hours * _gpu_count(run.resources))
+            self.on_event(Event("end", run, status="done", attempt=last["attempt"], usd=usd, metrics=_final_values(series),
+                                message="it had ended when the studyc running it stopped; recorded now"))
+
+    def _adopt(self, fresh: list[_Queued], todo: deque[_Queued], active: dict[str, _Active]) -> None:
         """Jobs an earlier studyc left going (cloud jobs outlive studyc) are followed
         again as the same attempt, never launched twice."""
-        found = self.executor.follow([q.run.id for q in todo])
-        for item in [q for q in todo if q.run.id in found]:
+        found = self.executor.follow([q.run.id for q in fresh]) if fresh else {}
+        for item in [q for q in fresh if q.run.id in found]:
             run, handle = item.run, found[item.run.id]
             attempt = self.store.reattach(run.id, self.owner)
             if attempt is None:  # another live studyc follows it
@@ -377,17 +439,20 @@ class Scheduler:
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)  # a fresh attempt starts clean; a resumed one keeps checkpoints
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / EXIT_CODE_FILE).unlink(missing_ok=True)  # a resumed run's: from the attempt before
         config_path = run_dir / CONFIG_FILE
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
         env = dict(run.env)
         env.update(protocol.local_env(self.study.study, run, run_dir, config_path, resume))
+        if run.source:  # an evaluation run: the directory of the run it evaluates
+            env[protocol.SOURCE_RUN_DIR] = str(self.store.run_dir(run.source).resolve())
         env.update(wandb_log.run_env(self.study, run.arm, run.stage, run.seed, attempt))
         command = run.command if config is run.config else _rerender(run, config)
         offset = (run_dir / METRICS_FILE).stat().st_size if resume and (run_dir / METRICS_FILE).exists() else 0
         try:
             handle = self.executor.submit(Job(run.id, command, self.workdir, env, run_dir, run.resources["cpus"], gpus,
                                               run=replace(run, config=config, command=command)))
-        except OSError as exc:  # e.g. the workdir is gone: this run fails, the study goes on
+        except (OSError, ValueError) as exc:  # the workdir is gone, an argument the OS refuses: this run fails
             message = f"studyc could not start the run: {exc}"
             self.store.finish(run.id, "failed", None, "crashed", message, [], 0.0, 0.0)
             self.on_event(Event("end", run, status="failed", failure="crashed", attempt=attempt, message=message))
@@ -437,9 +502,14 @@ class Scheduler:
         a.offset += end + 1
         fresh: dict[str, float] = {}
         for line in chunk[: end + 1].splitlines():
+            if not line.strip() or a.bad_metrics:
+                continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
+                record = metrics_file.parse_line(line, 0)
+            except metrics_file.BadLine as bad:  # the line number comes from the whole file, at the end
+                a.bad_metrics = bad.why
+                if a.killed_by is None:
+                    self._stop(a, "bad_metrics")
                 continue
             values = {k: v for k, v in record.items() if k not in ("t",) and isinstance(v, (int, float))}
             fresh.update(values)
@@ -460,18 +530,27 @@ class Scheduler:
     def _finish(self, a: _Active, state: JobState, todo: deque[_Queued]) -> None:
         run, exit_code = a.run, state.exit_code
         run_dir = self.store.run_dir(run.id)
-        series = read_metrics(run_dir / METRICS_FILE)
+        metrics = metrics_file.read(run_dir / METRICS_FILE)
+        series = metrics.records
         if a.killed_by == "timeout" and a.timeout_s is not None:  # the log says what stopped it, and the limit
             _append_line(run_dir / LOG_FILE, protocol.timeout_note(a.timeout_s, self.executor.now() - a.started))
         log_tail = tail(run_dir / LOG_FILE, 50)
-        failure = a.killed_by or state.failure or classify(exit_code, log_tail, series, None)
+        if metrics.bad is not None:  # the run's own output is unusable: its class, whatever else happened
+            log_tail = f"{log_tail}\nstudyc: {metrics.bad}".lstrip("\n")
+            failure = "bad_metrics"
+        else:
+            failure = a.killed_by or state.failure or classify(exit_code, log_tail, series, None)
         hours = (self.executor.now() - a.started) / 3600
         hourly = run.est_usd / run.est_hours if run.est_hours else 0.0
         usd = hours * hourly
         gpu_hours = hours * gpu_count(run.resources.get("accelerators"))
         self.spend.usd += usd
         self.spend.gpu_hours += gpu_hours
-        retry = self._recovery(run, failure, a.config) if failure else None
+        try:
+            retry = self._recovery(run, failure, a.config) if failure else None
+        except EditError as exc:  # the playbook cannot make a usable config: the failure stands
+            retry = None
+            log_tail = f"{log_tail}\nstudyc: not retried: {exc}".lstrip("\n")
         status = "done" if failure is None else "failed"
         self.store.finish(run.id, status, exit_code, failure, log_tail if failure else None, series, usd, gpu_hours,
                           final=retry is None)

@@ -16,25 +16,55 @@ import time
 from pathlib import Path
 from typing import Any
 
-from studyc.protocol import CHECKPOINTS_DIR, CONFIG, METRICS_FILE, RUN_DIR
+from studyc.protocol import CHECKPOINTS_DIR, CONFIG, METRICS_FILE, RUN_DIR, SOURCE_RUN_DIR
 from studyc.runtime import wandb_log
 
 _sink: Any = None  # (run directory, open metrics file): reopened if the directory changes
 _wandb_run: Any = None  # opened on the first log() when studyc passed tracking settings
 
 
+class UnknownConfigKey(KeyError):
+    """The study set a config key the trainer does not know (a typo would otherwise train
+    the default silently)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def config(defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The run's resolved config laid over ``defaults`` (defaults alone outside studyc)."""
+    """The run's resolved config laid over ``defaults`` (defaults alone outside studyc).
+
+    With ``defaults``, every key the study sets must be one of them (``seed`` aside):
+    an unknown key raises UnknownConfigKey, so the run fails saying which key and why."""
     merged = dict(defaults or {})
     path = os.environ.get(CONFIG)
     if path:
-        merged.update(json.loads(Path(path).read_text()))
+        given = json.loads(Path(path).read_text())
+        if defaults is not None:
+            unknown = sorted(set(given) - set(defaults) - {"seed"})
+            if unknown:
+                import difflib
+
+                hints = [f"'{k}'" + (f" (did you mean '{close[0]}'?)" if (close := difflib.get_close_matches(k, defaults, 1))
+                                     else "") for k in unknown]
+                raise UnknownConfigKey(
+                    f"studyc.config: the study sets {', '.join(hints)}, which this trainer does not know "
+                    f"(it knows: {', '.join(sorted(defaults))}); fix the key in the study, or add it to the "
+                    "trainer's defaults")
+        merged.update(given)
     return merged
 
 
 def run_dir() -> Path | None:
     """The run's own directory, or None when the process was not started by studyc."""
     value = os.environ.get(RUN_DIR)
+    return Path(value) if value else None
+
+
+def source_run_dir() -> Path | None:
+    """In an evaluation stage: the directory of the run being evaluated (its checkpoints
+    in ``checkpoints/``); None in a training run or outside studyc."""
+    value = os.environ.get(SOURCE_RUN_DIR)
     return Path(value) if value else None
 
 
@@ -89,17 +119,8 @@ def log(step: int | None = None, **metrics: Any) -> None:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Parse a metrics.jsonl file, skipping a torn last line left by a killed process."""
-    records = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return records
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    """A metrics.jsonl file's valid records (up to a malformed line, if any; a torn last
+    line left by a killed process is skipped)."""
+    from studyc.runtime.metrics_file import read
+
+    return read(path).records

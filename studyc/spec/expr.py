@@ -40,11 +40,20 @@ class ExprError(Exception):
 
 # ---------------------------------------------------------------- tokens
 
-_NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# ASCII only: `\d` and str.isdigit() would read other scripts' digits (Arabic-Indic, fullwidth)
+# as numbers, a check that silently means something else than it shows.
+_NUMBER = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _NAME = re.compile(r"[A-Za-z0-9_]+")
+_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _OPS = ("**", "//", "<=", ">=", "==", "!=", "≤", "≥", "≠", "<", ">", "+", "-", "*", "/", "%", "(", ")", ",", ".", "=")
 _UNICODE_OPS = {"≤": "<=", "≥": ">=", "≠": "!="}
 KEYWORDS = {"and", "or", "not", "true", "false"}
+# Input guards: an expression longer than MAX_LENGTH characters, or nesting deeper than
+# MAX_DEPTH (parentheses, calls, unary operators, operator chains), is refused with its
+# column rather than exhausting Python's stack in the parser or the evaluator.
+MAX_LENGTH = 5000
+MAX_DEPTH = 200  # levels of the syntax tree (a sum of at most 200 terms)
+MAX_NESTING = 50  # parentheses, calls and prefix operators inside each other
 COMPARISONS = ("<=", ">=", "==", "!=", "<", ">")
 
 
@@ -58,6 +67,9 @@ class Token:
 def tokenize(text: str) -> list[Token]:
     """Split into tokens. A name may start with digits (arm names such as ``2a_32tok``):
     a number immediately followed by a letter or underscore is read as a name."""
+    if len(text) > MAX_LENGTH:
+        raise ExprError(f"the expression is {len(text)} characters long, more than the {MAX_LENGTH} allowed",
+                        MAX_LENGTH, "split it into derived metrics or hypotheses")
     tokens: list[Token] = []
     pos = 0
     while pos < len(text):
@@ -66,12 +78,12 @@ def tokenize(text: str) -> list[Token]:
             pos += 1
             continue
         number = _NUMBER.match(text, pos)
-        if number and not (number.end() < len(text) and (text[number.end()].isalpha() or text[number.end()] == "_")):
+        if number and not (number.end() < len(text) and text[number.end()] in _WORD):
             tokens.append(Token("num", number.group(), pos))
             pos = number.end()
             continue
         name = _NAME.match(text, pos)
-        if name and (ch.isalpha() or ch == "_" or ch.isdigit()):
+        if name and ch in _WORD:
             if "." in (number.group() if number else ""):
                 raise ExprError(f"unexpected {text[pos:name.end() + 1]!r}: a name cannot contain '.' here", pos)
             tokens.append(Token("name", name.group(), pos))
@@ -79,7 +91,8 @@ def tokenize(text: str) -> list[Token]:
             continue
         op = next((o for o in _OPS if text.startswith(o, pos)), None)
         if op is None:
-            hint = "text in quotes is not part of the language" if ch in "'\"" else None
+            hint = ("text in quotes is not part of the language" if ch in "'\"" else
+                    "numbers and names are written in ASCII (0-9, A-Z, a-z, _)" if ch.isalnum() else None)
             raise ExprError(f"unexpected character {ch!r}", pos, hint)
         tokens.append(Token("op", _UNICODE_OPS.get(op, op), pos))
         pos += len(op)
@@ -91,20 +104,35 @@ def tokenize(text: str) -> list[Token]:
 # Positions are excluded from equality so that printed-then-parsed trees compare equal.
 
 
+class _Leaf:
+    depth = 1  # see _Inner
+
+
+class _Inner:
+    """A node over others; ``depth`` (levels below it, itself included) is computed once,
+    so the parser can refuse a too-deep tree without walking it."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "depth", 1 + max((c.depth for c in self.children()), default=0))
+
+    def children(self) -> tuple["Node", ...]:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class Num:
+class Num(_Leaf):
     value: float
     col: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
-class Bool:
+class Bool(_Leaf):
     value: bool
     col: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
-class Ref:
+class Ref(_Leaf):
     parts: tuple[str, ...]
     col: int = field(default=0, compare=False)
 
@@ -114,33 +142,45 @@ class Ref:
 
 
 @dataclass(frozen=True)
-class Unary:
+class Unary(_Inner):
     op: str  # '-' or 'not'
     operand: "Node"
     col: int = field(default=0, compare=False)
 
+    def children(self) -> tuple["Node", ...]:
+        return (self.operand,)
+
 
 @dataclass(frozen=True)
-class Binary:
+class Binary(_Inner):
     op: str  # + - * / // % ** and or
     left: "Node"
     right: "Node"
     col: int = field(default=0, compare=False)
 
+    def children(self) -> tuple["Node", ...]:
+        return (self.left, self.right)
+
 
 @dataclass(frozen=True)
-class Compare:
+class Compare(_Inner):
     ops: tuple[str, ...]
     operands: tuple["Node", ...]
     col: int = field(default=0, compare=False)
 
+    def children(self) -> tuple["Node", ...]:
+        return self.operands
+
 
 @dataclass(frozen=True)
-class Call:
+class Call(_Inner):
     func: str
     args: tuple["Node", ...]
     kwargs: tuple[tuple[str, "Node"], ...] = ()
     col: int = field(default=0, compare=False)
+
+    def children(self) -> tuple["Node", ...]:
+        return (*self.args, *(v for _, v in self.kwargs))
 
 
 Node = Num | Bool | Ref | Unary | Binary | Compare | Call
@@ -151,6 +191,20 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.nesting = 0
+
+    def built(self, node: "Node") -> "Node":
+        if node.depth > MAX_DEPTH:
+            raise ExprError(f"the expression nests more than {MAX_DEPTH} levels deep here", node.col,
+                            "split it into derived metrics, or sum with fewer terms")
+        return node
+
+    def enter(self, tok: Token) -> None:
+        """One level deeper into parentheses, a call or a prefix operator."""
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            raise ExprError(f"more than {MAX_NESTING} nested parentheses, calls or prefix operators", tok.col,
+                            "simplify the expression")
 
     @property
     def tok(self) -> Token:
@@ -188,18 +242,21 @@ class _Parser:
     def or_(self) -> Node:
         node = self.and_()
         while (tok := self.accept("or")) is not None:
-            node = Binary("or", node, self.and_(), tok.col)
+            node = self.built(Binary("or", node, self.and_(), tok.col))
         return node
 
     def and_(self) -> Node:
         node = self.not_()
         while (tok := self.accept("and")) is not None:
-            node = Binary("and", node, self.not_(), tok.col)
+            node = self.built(Binary("and", node, self.not_(), tok.col))
         return node
 
     def not_(self) -> Node:
         if (tok := self.accept("not")) is not None:
-            return Unary("not", self.not_(), tok.col)
+            self.enter(tok)
+            node = self.built(Unary("not", self.not_(), tok.col))
+            self.nesting -= 1
+            return node
         return self.compare()
 
     def compare(self) -> Node:
@@ -212,41 +269,49 @@ class _Parser:
             raise ExprError("'=' is not a comparison", self.tok.col, "use '==' to compare")
         if not ops:
             return first
-        return Compare(tuple(ops), tuple(operands), _col(first))
+        return self.built(Compare(tuple(ops), tuple(operands), _col(first)))
 
     def sum_(self) -> Node:
         node = self.term()
         while self.tok.kind == "op" and self.tok.text in ("+", "-"):
             tok = self.take()
-            node = Binary(tok.text, node, self.term(), tok.col)
+            node = self.built(Binary(tok.text, node, self.term(), tok.col))
         return node
 
     def term(self) -> Node:
         node = self.unary()
         while self.tok.kind == "op" and self.tok.text in ("*", "/", "//", "%"):
             tok = self.take()
-            node = Binary(tok.text, node, self.unary(), tok.col)
+            node = self.built(Binary(tok.text, node, self.unary(), tok.col))
         return node
 
     def unary(self) -> Node:
         if self.tok.kind == "op" and self.tok.text in ("-", "+"):
             tok = self.take()
+            self.enter(tok)
             operand = self.unary()
-            return operand if tok.text == "+" else Unary("-", operand, tok.col)
+            self.nesting -= 1
+            return operand if tok.text == "+" else self.built(Unary("-", operand, tok.col))
         return self.power()
 
     def power(self) -> Node:
         node = self.primary()
         if self.tok.kind == "op" and self.tok.text == "**":
             tok = self.take()
-            node = Binary("**", node, self.unary(), tok.col)
+            self.enter(tok)
+            node = self.built(Binary("**", node, self.unary(), tok.col))
+            self.nesting -= 1
         return node
 
     def primary(self) -> Node:
         tok = self.tok
         if tok.kind == "num":
             self.take()
-            return Num(float(tok.text), tok.col)
+            value = float(tok.text)
+            if not math.isfinite(value):
+                raise ExprError(f"the number {tok.text} is too large", tok.col,
+                                "numbers in checks stay below about 1.8e308")
+            return Num(value, tok.col)
         if tok.kind == "name":
             if tok.text in ("true", "false"):
                 self.take()
@@ -263,14 +328,16 @@ class _Parser:
                     raise ExprError(f"expected a name after '.', found {self._describe(part)}", part.col)
                 parts.append(self.take().text)
             return Ref(tuple(parts), tok.col)
-        if self.accept("(") is not None:
+        if (paren := self.accept("(")) is not None:
+            self.enter(paren)
             node = self.or_()
             self.expect(")", "')'")
+            self.nesting -= 1
             return node
         raise ExprError(f"expected a value, found {self._describe(tok)}", tok.col)
 
     def call(self, name: Token) -> Node:
-        self.expect("(", "'('")
+        self.enter(self.expect("(", "'('"))
         args: list[Node] = []
         kwargs: list[tuple[str, Node]] = []
         while not (self.tok.kind == "op" and self.tok.text == ")"):
@@ -285,7 +352,8 @@ class _Parser:
             if self.accept(",") is None:
                 break
         self.expect(")", "')' to close the call")
-        return Call(name.text, tuple(args), tuple(kwargs), name.col)
+        self.nesting -= 1
+        return self.built(Call(name.text, tuple(args), tuple(kwargs), name.col))
 
 
 def _col(node: Node) -> int:
@@ -378,12 +446,20 @@ def refs(node: Node) -> list[Ref]:
     return [n for n in walk(node) if isinstance(n, Ref)]
 
 
+def named(node: Node) -> list[tuple[str, Ref]]:
+    """Arguments that name an arm or stage (``failed(x)``), with their function."""
+    return [(n.func, a) for n in walk(node) if isinstance(n, Call) and n.func in FUNCTIONS
+            for a, p in zip(n.args, FUNCTIONS[n.func][0] if not isinstance(FUNCTIONS[n.func][0], Type) else ())
+            if p == Type.NAME and isinstance(a, Ref)]
+
+
 # ---------------------------------------------------------------- types
 
 
 class Type(str, Enum):
     NUM = "number"
     BOOL = "condition"
+    NAME = "name"  # an arm or stage named bare, e.g. failed(baseline); which names exist is the caller's to check
 
 
 # name -> (positional argument types or None for variadic NUM/BOOL, keyword names, result)
@@ -396,7 +472,12 @@ FUNCTIONS: dict[str, tuple[Sequence[Type] | Type, tuple[str, ...], Type]] = {
     "all": (Type.BOOL, (), Type.BOOL),
     "any": (Type.BOOL, (), Type.BOOL),
     "count": (Type.BOOL, (), Type.NUM),
+    "failed": ((Type.NAME,), (), Type.BOOL),  # any run of an arm or stage ended failed, after its retries
+    "noworse": ((Type.NUM, Type.NUM), ("margin",), Type.BOOL),
 }
+# Functions whose meaning needs the study (a metric's goal, intervals): checks only, not
+# per-run expressions (stop rules, recovery edits, per-run derived metrics).
+CHECK_ONLY = frozenset({"noworse"})
 
 Resolver = Callable[[Ref], Type]
 
@@ -449,6 +530,11 @@ def _check(node: Node, resolve: Resolver) -> Type:
             if len(node.args) != len(params):
                 raise ExprError(f"{node.func}() takes {len(params)} arguments, got {len(node.args)}", node.col)
             for arg, param in zip(node.args, params):
+                if param == Type.NAME:
+                    if not (isinstance(arg, Ref) and len(arg.parts) == 1):
+                        raise ExprError(f"{node.func}() takes the name of an arm or stage", _col(arg),
+                                        f"e.g. {node.func}(baseline)")
+                    continue
                 _expect(arg, resolve, param, f"{node.func}()")
         for key, value in node.kwargs:
             if key not in keywords:
@@ -460,38 +546,67 @@ def _check(node: Node, resolve: Resolver) -> Type:
     raise TypeError(node)
 
 
-# ---------------------------------------------------------------- evaluation over plain numbers
+# ---------------------------------------------------------------- evaluation
 
 
-def evaluate(node: Node, lookup: Callable[[Ref], float | bool]) -> float | bool:
-    """Evaluate over plain values (one run's metrics, a config): Python semantics, NaN kept."""
+class Domain:
+    """What values an expression computes with. The evaluator walks the tree once and
+    hands each node's evaluated children to these methods; names are given meaning by
+    the ``lookup`` passed to :func:`evaluate`. This base class is plain Python numbers
+    and booleans (one run's metrics, a config): NaN is kept, overflow and division by
+    zero give NaN."""
 
-    def ev(n: Node):
-        if isinstance(n, (Num, Bool)):
-            return n.value
-        if isinstance(n, Ref):
-            return lookup(n)
-        if isinstance(n, Unary):
-            return (not ev(n.operand)) if n.op == "not" else -ev(n.operand)
-        if isinstance(n, Binary):
-            if n.op == "and":
-                return bool(ev(n.left)) and bool(ev(n.right))
-            if n.op == "or":
-                return bool(ev(n.left)) or bool(ev(n.right))
-            return _arith(n.op, ev(n.left), ev(n.right))
-        if isinstance(n, Compare):
-            values = [ev(o) for o in n.operands]
-            return all(_compare(op, a, b) for op, a, b in zip(n.ops, values, values[1:]))
-        if isinstance(n, Call):
-            args = [ev(a) for a in n.args]
-            kwargs = {k: ev(v) for k, v in n.kwargs}
-            return _call(n.func, args, kwargs)
-        raise TypeError(n)
+    def const(self, node: Num | Bool):
+        return node.value
 
-    return ev(node)
+    def neg(self, value, node: Unary):
+        return -value
+
+    def not_(self, value, node: Unary):
+        return not value
+
+    def logic(self, op: str, left, right, node: Binary):
+        return (bool(left) and bool(right)) if op == "and" else (bool(left) or bool(right))
+
+    def arith(self, op: str, left, right, node: Binary):
+        return arith(op, left, right)
+
+    def compare(self, node: Compare, values: list):
+        return all(_compare(op, a, b) for op, a, b in zip(node.ops, values, values[1:]))
+
+    def call(self, node: Call, args: list, kwargs: dict):
+        return _call(node.func, args, kwargs)
 
 
-def _arith(op: str, a: float, b: float) -> float:
+FLOATS = Domain()
+
+
+def evaluate(node: Node, lookup: Callable[[Ref], object], domain: Domain = FLOATS):
+    """The value of ``node`` in ``domain``, each name's value given by ``lookup``. The
+    recursion is bounded by the parser's MAX_DEPTH."""
+    if isinstance(node, (Num, Bool)):
+        return domain.const(node)
+    if isinstance(node, Ref):
+        return lookup(node)
+    if isinstance(node, Unary):
+        value = evaluate(node.operand, lookup, domain)
+        return domain.not_(value, node) if node.op == "not" else domain.neg(value, node)
+    if isinstance(node, Binary):
+        left, right = evaluate(node.left, lookup, domain), evaluate(node.right, lookup, domain)
+        if node.op in ("and", "or"):
+            return domain.logic(node.op, left, right, node)
+        return domain.arith(node.op, left, right, node)
+    if isinstance(node, Compare):
+        return domain.compare(node, [evaluate(o, lookup, domain) for o in node.operands])
+    if isinstance(node, Call):
+        named_args = {id(ref) for _, ref in named(node)}  # failed(arm): the name itself, not a value
+        return domain.call(node, [a if id(a) in named_args else evaluate(a, lookup, domain) for a in node.args],
+                           {k: evaluate(v, lookup, domain) for k, v in node.kwargs})
+    raise TypeError(node)
+
+
+def arith(op: str, a: float, b: float) -> float:
+    """Python arithmetic on floats, NaN where it would raise (zero division, overflow)."""
     try:
         if op == "+":
             return a + b
@@ -506,8 +621,9 @@ def _arith(op: str, a: float, b: float) -> float:
         if op == "%":
             return a % b
         if op == "**":
-            return a**b
-    except (ZeroDivisionError, OverflowError):
+            value = a**b
+            return math.nan if isinstance(value, complex) else value  # a negative number to a fractional power
+    except (ZeroDivisionError, OverflowError, ValueError):
         return math.nan
     raise ValueError(op)
 
@@ -543,4 +659,4 @@ def _call(func: str, args: list, kwargs: dict):
         return any(args)
     if func == "count":
         return float(sum(bool(a) for a in args))
-    raise ValueError(func)
+    raise ValueError(f"{func}() has no meaning over plain numbers")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 
 from studyc.errors import StudyError, StudyErrors, did_you_mean
 from studyc.spec.expr import ExprError
+from studyc.spec.limits import limit, raise_hint
 from studyc.spec.model import Study
 from studyc.spec.yamlpos import PMap, PSeq, StructureError, parse
 
@@ -27,10 +29,13 @@ class Source:
         self.file = file
         self.lines = lines
         self.tree = tree
+        self.base = self  # the file as written, before a profile's overlay
 
     def with_tree(self, tree: Any) -> "Source":
         """The same file's lines with another tree over them (a profile's overlay)."""
-        return Source(self.file, self.lines, tree)
+        out = Source(self.file, self.lines, tree)
+        out.base = self.base
+        return out
 
     def _line_text(self, line: int) -> str | None:
         return self.lines[line - 1] if 0 < line <= len(self.lines) else None
@@ -86,7 +91,18 @@ def parse_yaml(text: str, file: str) -> Source:
         problem = exc.problem or exc.context or "invalid YAML"
         raise StudyErrors([StudyError(f"YAML syntax error: {problem}", file, line, col, _syntax_hint(problem),
                                       _nth_line(text, line))]) from None
-    except (yaml.YAMLError, RecursionError) as exc:  # e.g. a character YAML does not allow
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: at its line and column
+        bad = _NOT_YAML.search(text)  # libyaml counts bytes, not characters: find it again
+        line, col = _line_col(text, bad.start() if bad else exc.position)
+        what = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise StudyErrors([StudyError(f"character {what} is not allowed in YAML ({exc.reason})", file, line, col,
+                                      "remove it, or write it as an escape in a double-quoted string, e.g. \"\\t\"",
+                                      _nth_line(text, line))]) from None
+    except UnicodeEncodeError as exc:  # a lone surrogate in text handed over as a str
+        line, col = _line_col(text, exc.start)
+        raise StudyErrors([StudyError("a lone surrogate character is not text", file, line, col, "remove it",
+                                      _nth_line(text, line))]) from None
+    except (yaml.YAMLError, RecursionError) as exc:
         raise StudyErrors([StudyError(f"YAML syntax error: {exc}", file, hint="check the file's characters and nesting")]) from None
     if tree is None:
         raise StudyErrors([StudyError("the file is empty", file, 1, 1, "a study starts with `study: <name>`")])
@@ -94,6 +110,15 @@ def parse_yaml(text: str, file: str) -> Source:
         raise StudyErrors([StudyError("a study must be a mapping of keys (study:, run:, arms:, ...)", file, 1, 1,
                                       "start with `study: <name>`", _nth_line(text, 1))])
     return Source(file, text.splitlines(), tree)
+
+
+_NOT_YAML = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of the character at ``index``."""
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
 def _nth_line(text: str, n: int) -> str | None:
@@ -127,8 +152,18 @@ def overlay(base: Any, top: Any) -> Any:
 
 
 def _locate_pydantic(source: Source, loc: tuple) -> tuple:
-    """pydantic's loc uses field aliases already; drop union tags it adds."""
-    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "bool", "list", "dict"))))
+    """pydantic's loc uses field aliases already; drop the union tags it adds (a key of
+    the file that looks like one, e.g. 'x[1]', stays)."""
+    node, path = source.tree, []
+    for part in loc:
+        if isinstance(node, (PMap, PSeq)) and (part in node if isinstance(node, PMap) else
+                                               isinstance(part, int) and 0 <= part < len(node)):
+            path.append(part)
+            node = node[part]
+        elif not (isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "list", "dict"))):
+            path.append(part)
+            node = None
+    return tuple(path)
 
 
 _TYPE_MESSAGES = {
@@ -277,13 +312,26 @@ class LoadedStudy:
 def read_source(path: str | Path, text: str | None = None) -> Source:
     """Read and parse a study file (YAML only: no validation yet)."""
     file = str(path)
+    most = limit("STUDYC_MAX_STUDY_BYTES")
     if text is None:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            with open(path, "rb") as fh:
+                data = fh.read(most + 1)
         except FileNotFoundError:
             raise StudyErrors([StudyError("file not found", file, hint="check the path")]) from None
-        except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
-            raise StudyErrors([StudyError(f"cannot read the file: {exc}", file)]) from None
+        except OSError as exc:
+            raise StudyErrors([StudyError(f"cannot read the file: {exc.strerror or exc}", file)]) from None
+        if len(data) <= most:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                line = data[:exc.start].count(b"\n") + 1
+                col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+                raise StudyErrors([StudyError(f"not UTF-8 text: byte 0x{data[exc.start]:02x}", file, line, col,
+                                              "save the file as UTF-8")]) from None
+    if text is None or len(text) > most:
+        raise StudyErrors([StudyError(f"the file is larger than {most} bytes", file, 1, 1,
+                                      "a study is a page or two of YAML; " + raise_hint("STUDYC_MAX_STUDY_BYTES"))])
     return parse_yaml(text, file)
 
 
@@ -307,12 +355,37 @@ def validate_source(source: Source, path: Path, profile: str | None) -> LoadedSt
         study = Study.model_validate(_plain(source.tree))
     except ValidationError as exc:
         raise StudyErrors(pydantic_errors(source, exc, Study)) from None
+    too_many = _too_many_arms(study, source)
+    if too_many:
+        raise StudyErrors(too_many)
+    from studyc.spec.arms import expand_arms
+    from studyc.spec.commands import check_run_inputs
     from studyc.spec.semantics import check_study
 
     errors = check_study(study, source)
+    # Commands are checked per expanded arm, once the sweeps are known to expand.
+    errors += check_run_inputs(study, {} if errors else expand_arms(study), source)
     if errors:
         raise StudyErrors(errors)
     return LoadedStudy(study, source, path, profile)
+
+
+def _too_many_arms(study: Study, source: Source) -> list[StudyError]:
+    """Sweeps are counted before they are expanded: a 10^6-point grid is refused at once."""
+    most, total = limit("STUDYC_MAX_ARMS"), 0
+    for family, arm in study.arms.items():
+        points = 1
+        for values in (arm.grid or {}).values():
+            points *= max(len(values), 1)
+        if arm.zip_:
+            points *= max((len(v) for v in arm.zip_.values()), default=1)
+        total += points
+        if total > most:
+            where = ("arms", family, "grid" if arm.grid else "zip") if arm.grid or arm.zip_ else ("arms", family)
+            return [source.error(where, f"the arms expand to more than {most} arms ({family}: {points} sweep points)",
+                                 "sweep fewer values, or screen in stages; " + raise_hint("STUDYC_MAX_ARMS"),
+                                 key=True)]
+    return []
 
 
 def load(path: str | Path, profile: str | None = None, text: str | None = None) -> LoadedStudy:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from studyc import protocol
 from studyc.spec.accelerators import gpu_count, parse as parse_accelerators
+from studyc.spec.configkeys import strip_new
 
-FAILURE_CLASSES = ("oom", "diverged", "timeout", "preempted", "crashed")
-FailureClass = Literal["oom", "diverged", "timeout", "preempted", "crashed"]
+FAILURE_CLASSES = ("oom", "diverged", "timeout", "preempted", "crashed", "bad_metrics")
+FailureClass = Literal["oom", "diverged", "timeout", "preempted", "crashed", "bad_metrics"]
 
 # Names that become paths, ids or expression references.
 StudyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=100)]
@@ -61,6 +62,13 @@ Hours = Annotated[
 ]
 
 
+# A config overlay: a key the study adds is written '+key' (studyc/spec/configkeys.py); runs get 'key'.
+ConfigMap = Annotated[dict[str, Any], BeforeValidator(strip_new)]
+
+# How a check is judged (docs/verdicts.md): on the confidence interval, or on the point estimate.
+Judging = Literal["interval", "point"]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
@@ -95,11 +103,24 @@ class Resources(Strict):
         return self
 
 
+def _relative_path(value: str) -> str:
+    parts = value.replace("\\", "/").split("/")
+    if value.startswith(("/", "~")) or ".." in parts:
+        raise invalid(f"artifact path {value!r} leaves the run directory",
+                      "write a path inside the run directory, e.g. checkpoints/last.pt or eval/*.json")
+    return value
+
+
+# A file a run writes, relative to its run directory (globs allowed).
+ArtifactPath = Annotated[str, Field(min_length=1, description="a path inside the run directory, e.g. "
+                                    "checkpoints/last.pt or eval/*.json"), AfterValidator(_relative_path)]
+
+
 class RunSpec(Strict):
     """The training plan every arm starts from."""
 
     command: str = Field(description="shell command; {config.key} and {seed} are filled in, shell-quoted")
-    config: dict[str, Any] = Field(default_factory=dict, description="the config every arm starts from; each run "
+    config: ConfigMap = Field(default_factory=dict, description="the config every arm starts from; each run "
                                    f"receives its resolved copy as JSON in ${protocol.CONFIG}")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="one run per seed and arm")
     resources: Resources = Field(default_factory=Resources,
@@ -107,6 +128,8 @@ class RunSpec(Strict):
     env: dict[str, str] = Field(default_factory=dict, description="environment variables of every run (never secrets)")
     workdir: str | None = Field(None, description="directory the command runs in, relative to the study file")
     setup: str | None = Field(None, description="commands run once per machine before the runs (cloud)")
+    artifacts: list[ArtifactPath] = Field(default_factory=list, description="files each run writes in its run "
+                                          "directory (glob patterns allowed), linked from the report")
 
 
 class Metric(Strict):
@@ -166,18 +189,23 @@ class Reuse(Strict):
 class Arm(Strict):
     """One configuration under test: an overlay on run.config, or a sweep that expands into arms."""
 
-    config: dict[str, Any] = Field(default_factory=dict, description="overlay on run.config (dotted keys allowed in sweeps)")
+    config: ConfigMap = Field(default_factory=dict, description="overlay on run.config (dotted keys allowed in sweeps); "
+                              "every key must be in run.config, unless declared new with a leading '+' ({+dropout: 0.1})")
     resources: Resources | None = Field(None, description="overrides run.resources for this arm")
     seeds: list[int] | None = Field(None, min_length=1, description="overrides run.seeds for this arm")
     command: str | None = Field(None, description="overrides run.command for this arm")
-    grid: dict[str, list[Any]] | None = Field(None, description="sweep: every combination of these config values")
-    zip_: dict[str, list[Any]] | None = Field(None, alias="zip", description="sweep: the i-th values of each list together")
+    grid: Annotated[dict[str, list[Any]], BeforeValidator(strip_new)] | None = Field(
+        None, description="sweep: every combination of these config values ('+key' for a key not in run.config)")
+    zip_: Annotated[dict[str, list[Any]], BeforeValidator(strip_new)] | None = Field(
+        None, alias="zip", description="sweep: the i-th values of each list together ('+key' for a key not in run.config)")
     name: str | list[Ident] | None = Field(
         None, description="sweep arm names: a template such as 'lr{lr}_w{warmup}' ({arm} is this key), or one name "
         "per sweep point, in order")
     reuse: Reuse | None = Field(None, description="results that exist already; the arm is not run")
     same_as: str | None = Field(None, description="this arm's results are another arm's (e.g. the same config run once)")
     label: str | None = Field(None, description="a human name, e.g. the config file it stands for")
+    artifacts: list[ArtifactPath] | None = Field(None, description="files this arm's runs write, linked from the "
+                                                 "report; overrides run.artifacts")
     tags: list[str] = Field(default_factory=list,
                             description="labels of this arm, added to the study's tags in the leaderboard")
     description: str | None = Field(None, description="what this arm tests (documentation)")
@@ -189,30 +217,45 @@ class Promote(Strict):
 
 
 class Stage(Strict):
-    """A round of the study. Stages run in the order written; a later one may take the arms
-    that earlier ones promote."""
+    """A round of the study. Stages that do not need each other run side by side within
+    budget.parallel; a stage starts when the stages it needs have ended, and may take the
+    arms they promote."""
 
     arms: list[str] | Literal["promoted", "all"] = Field(
         "all", description="arms (or sweep families) this stage runs; 'promoted' takes what the needed stages promote")
-    needs: list[str] = Field(default_factory=list, description="stages whose promoted arms this stage takes")
-    config: dict[str, Any] = Field(default_factory=dict, description="overlay on each arm's config in this stage")
+    needs: list[str] = Field(default_factory=list, description="stages that must end before this one starts (and "
+                             "whose promoted arms it takes); stages that do not need each other run side by side")
+    config: ConfigMap = Field(default_factory=dict, description="overlay on each arm's config in this stage ('+key' for "
+                              "a key not in run.config)")
     resources: Resources | None = Field(None, description="overrides the arms' resources in this stage")
     seeds: list[int] | None = Field(None, min_length=1, description="overrides the arms' seeds in this stage")
     gate: Expr | None = Field(None, description="condition a candidate must pass to be promoted: bare metric names are "
                               "the candidate's, arm.metric and baseline.metric others'")
+    gate_judge: Judging = Field("interval", description="'interval': the gate is judged on confidence intervals; "
+                                "'point': on point estimates (a screening round with one seed per config)")
     promote: Promote | Literal["all"] | None = Field(
         None, description="{top: k, by: metric}: the best k that pass the gate; 'all': every arm, forced")
+    smoke: bool = Field(False, description="a smoke test: runs before every other stage (they all need it), and any "
+                        "of its runs that fails stops the study")
+    evaluate: str | None = Field(None, description="evaluation command run once per promoted run of the needed "
+                                 "stages instead of training ({config.key} and {seed} filled in); the evaluated "
+                                 "run's directory is in $STUDYC_SOURCE_RUN_DIR, and the metrics it logs are this "
+                                 "stage's results. Needs `arms: promoted`")
     description: str | None = Field(None, description="what this round is for, shown in the report")
 
 
 class Hypothesis(Strict):
     claim: str = Field(description="the hypothesis in words")
     check: Expr = Field(description="the condition that decides it, e.g. pure_128.nrmse <= 1.05 * u_shaped_128.nrmse")
+    judge: Judging = Field("interval", description="'interval': judged on confidence intervals over seeds; 'point': "
+                           "on point estimates, with no p-value (screening)")
     description: str | None = Field(None, description="background for the hypothesis (documentation)")
 
 
 class Tier(Strict):
     check: Expr = Field(description="condition for the tier, usually over champion.<metric>")
+    judge: Judging = Field("interval", description="'interval': judged on confidence intervals over seeds; 'point': "
+                           "on point estimates, with no p-value (screening)")
     description: str | None = Field(None, description="what reaching this tier means (documentation)")
 
 
@@ -260,6 +303,31 @@ class Machine(Strict):
     vram_gb: float = Field(0, ge=0, description="memory per GPU, in GB")
     cpus: int | None = Field(None, ge=1, description="CPU cores")
     memory_gb: float | None = Field(None, ge=0, description="host memory, in GB")
+    contention: float = Field(1.0, ge=0, description="slowdown of runs sharing a GPU: k runs on one GPU each take "
+                              "hours * (1 + contention * (k - 1)); 0: sharing costs nothing, 1: the GPU is split")
+
+
+class Claim(Strict):
+    """A claim judged by its hypotheses and, optionally, a check of its own (e.g. a bar
+    the hypotheses do not state)."""
+
+    hypotheses: list[str] = Field(default_factory=list, description="the hypotheses that support the claim")
+    check: Expr | None = Field(None, description="a condition the claim also needs, over arms, baselines, derived "
+                               "metrics and hypotheses, e.g. fixed.final_acc > 0.70")
+    description: str | None = Field(None, description="background for the claim (documentation)")
+
+    @model_validator(mode="after")
+    def _something(self) -> "Claim":
+        if not self.hypotheses and self.check is None:
+            raise invalid("a claim needs 'hypotheses', a 'check', or both", "e.g. {hypotheses: [H1], check: 'a.x > 0.7'}")
+        return self
+
+
+# A claim is a list of hypotheses or a Claim; chosen by shape, so an error speaks of one form only.
+ClaimValue = Annotated[Annotated[list[str], Tag("list")] | Annotated[Claim, Tag("dict")],
+                       Discriminator(lambda v: "list" if isinstance(v, list) else "dict")]
+
+Expectations = dict[Ident, dict[Ident, Annotated[list[float | None], Field(min_length=2, max_length=2)]]]
 
 
 class Stats(Strict):
@@ -272,6 +340,8 @@ class Stats(Strict):
         "fixed", description="fixed: judged once on the planned seeds; confidence_sequence: anytime-valid t confidence "
         "sequences (Lai 1976), so verdicts stay valid when seeds are added until they settle "
         "(`studyc run --until-settled`; docs/sequential.md)")
+    paired: bool = Field(False, description="compare arms run on the same seeds seed by seed: paired t interval, or a "
+                         "bootstrap resampling the seeds together (arms with other seeds stay independent)")
 
 
 class Wandb(Strict):
@@ -321,16 +391,21 @@ class Study(Strict):
     baselines: dict[Ident, Baseline] = Field(default_factory=dict, description="results this study does not produce: "
                                              "{metric: value, source: ...}")
     arms: dict[Ident, Arm] = Field(min_length=1, description="the configurations under test")
-    stages: dict[Ident, Stage] = Field(default_factory=dict, description="rounds run in order, with gates and promotion")
+    stages: dict[Ident, Stage] = Field(default_factory=dict, description="rounds with gates and promotion; a stage "
+                                       "starts when the stages it needs have ended, beside those it does not need")
     hypotheses: dict[Ident, Hypothesis] = Field(default_factory=dict, description="claims with the check that decides each")
     tiers: dict[Ident, Tier | Expr] = Field(default_factory=dict, description="success tiers, lowest first "
                                             "(e.g. minimum, target, stretch): the highest whose check holds is reached")
     decision: list[DecisionRule] = Field(default_factory=list, description="what to do next, by the first rule that holds")
-    expect: dict[Ident, dict[Ident, Annotated[list[float | None], Field(min_length=2, max_length=2)]]] = Field(
+    expect: Expectations = Field(
         default_factory=dict, description="expected ranges {arm: {metric: [low, high]}} (null: open); the report "
         "shows expected against observed")
-    claims: dict[str, list[str]] = Field(default_factory=dict, description="claims and the hypotheses that support "
-                                         "them; status is derived: supported, partial, refuted, pending")
+    scenarios: dict[Ident, Expectations] = Field(
+        default_factory=dict, description="named expectation sets {scenario: {arm: {metric: [low, high]}}} (e.g. "
+        "optimistic, conservative, worst); the report says which the observations match")
+    claims: dict[str, ClaimValue] = Field(
+        default_factory=dict, description="claims and the hypotheses that support them (a list, or {hypotheses, "
+        "check}); status is derived: supported, partial, refuted, pending")
     on_failure: dict[FailureClass, Recovery] = Field(default_factory=dict, description="the recovery playbook, per "
                                                      "failure class")
     stop: dict[FailureClass, Expr] = Field(default_factory=dict, description="end a run early when this condition over "
@@ -353,6 +428,11 @@ class Study(Strict):
         if self.primary:
             return self.primary
         return next((k for k, m in self.metrics.items() if m.goal), next(iter(self.metrics)))
+
+    def claim(self, text: str) -> Claim:
+        """A claim in its full form, whichever way it was written."""
+        value = self.claims[text]
+        return Claim.model_construct(hypotheses=list(value), check=None) if isinstance(value, list) else value
 
     def tier_checks(self) -> dict[str, str]:
         return {name: (t if isinstance(t, str) else t.check) for name, t in self.tiers.items()}

@@ -4,14 +4,12 @@ claim uses must exist, every expression must type-check. All problems are collec
 
 from __future__ import annotations
 
-import re
 from studyc.errors import StudyError, did_you_mean
 from studyc.spec import expr as E
 from studyc.spec.arms import ArmSpec, expand_arms, render_name, sweep_points, template_fields
+from studyc.spec.configkeys import check_config_keys
 from studyc.spec.loader import Source
 from studyc.spec.model import Study
-
-_COMMAND_FIELD = re.compile(r"\{([^{}]*)\}")
 
 
 def is_study_level(node: E.Node) -> bool:
@@ -94,6 +92,29 @@ class Names:
         return resolve
 
 
+# Names an arm cannot take, because checks give them another meaning.
+RESERVED = {"champion": "in checks it means the best arm by the primary metric",
+            **{f: f"'{f}' is a function of the expression language" for f in E.FUNCTIONS},
+            **{k: f"'{k}' is a word of the expression language" for k in E.KEYWORDS}}
+
+
+def check_functions(node: E.Node, study: Study, per_run: bool) -> None:
+    """Functions whose meaning needs the study: noworse() judges by a metric's goal, with
+    a constant margin >= 0, and only in checks (it has no meaning for one run's numbers)."""
+    for call in (n for n in E.walk(node) if isinstance(n, E.Call) and n.func in E.CHECK_ONLY):
+        if per_run:
+            raise E.ExprError(f"{call.func}() judges arms against each other; it is for checks, not here", call.col)
+        goals = [study.metrics[a.parts[-1]].goal for a in call.args
+                 if isinstance(a, E.Ref) and a.parts[-1] in study.metrics and study.metrics[a.parts[-1]].goal]
+        if not goals:
+            raise E.ExprError(f"{call.func}() needs a metric with a goal, to know which way is worse", call.col,
+                              "compare arm.metric values whose metric sets `goal: min` or `goal: max`")
+        for key, value in call.kwargs:
+            if not (isinstance(value, E.Num) and value.value >= 0):
+                raise E.ExprError(f"{call.func}({key}=...) must be a number >= 0 (a fraction of the second value)",
+                                  call.col, f"e.g. {key}=0.05 for 5%")
+
+
 def _bare(allowed: set[str] | None, what: str) -> E.Resolver:
     """Per-run expressions: bare names only (``allowed`` None: any series name)."""
 
@@ -113,14 +134,28 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
     def problem(path: tuple, message: str, hint: str | None = None, key: bool = False) -> None:
         errors.append(source.error(path, message, hint, key=key))
 
-    def expression(path: tuple, text: str, resolve: E.Resolver, want: E.Type | None, what: str) -> E.Node | None:
+    def expression(path: tuple, text: str, resolve: E.Resolver, want: E.Type | None, what: str,
+                   judged: bool = False, per_run: bool = False) -> E.Node | None:
+        """``judged``: judged over the study's results, where failed(arm or stage) may appear."""
         try:
             node = E.parse(text)
             E.check(node, resolve, want)
+            check_functions(node, study, per_run)
+            for func, ref in E.named(node):
+                if not judged:
+                    raise E.ExprError(f"{func}() reads the study's runs, not one run's values", ref.col,
+                                      "use it in hypotheses, tiers, decisions, claims or gates")
+                if ref.parts[0] not in runnable:
+                    raise E.ExprError(f"unknown arm or stage '{ref.parts[0]}'", ref.col,
+                                      did_you_mean(ref.parts[0], sorted(runnable)))
             return node
         except E.ExprError as err:
             errors.append(source.expr_error(path, err, what))
             return None
+
+    # Config keys, on the file as written (before a profile's overlay, with the '+' of new keys).
+    check_config_keys(source.base.tree, lambda path, message, hint: errors.append(
+        source.base.error(path, message, hint, key=True)))
 
     # Sweeps first: everything else refers to the expanded arm names.
     for family, arm in study.arms.items():
@@ -171,6 +206,11 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
         return errors
     arms = expand_arms(study, problem)
     names = Names(study, arms)
+    runnable = set(arms) | set(study.arms) | set(study.stages)  # what failed() may name
+    for arm in arms.values():
+        if arm.name in RESERVED:
+            problem(("arms", arm.family) if arm.name == arm.family else ("arms", arm.family, "name"),
+                    f"'{arm.name}' cannot name an arm: {RESERVED[arm.name]}", "rename the arm", key=arm.name == arm.family)
 
     # Metrics.
     if study.primary is not None and study.primary not in study.metrics:
@@ -181,7 +221,8 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
         if name in names.study_metrics:
             expression(("metrics", name, "expr"), metric.expr, names.check_context(False), E.Type.NUM, f"metric '{name}'")
         else:
-            node = expression(("metrics", name, "expr"), metric.expr, _bare(None, "metric"), E.Type.NUM, f"metric '{name}'")
+            node = expression(("metrics", name, "expr"), metric.expr, _bare(None, "metric"), E.Type.NUM, f"metric '{name}'",
+                              per_run=True)
             if node is not None and name in {r.parts[0] for r in E.refs(node)}:
                 problem(("metrics", name, "expr"), f"metric '{name}' is defined in terms of itself")
     for name, baseline in study.baselines.items():
@@ -193,6 +234,9 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
                 problem(("baselines", name, key), f"baseline value must be a number, got {value!r}")
         if name in arms:
             problem(("baselines", name), f"'{name}' is both a baseline and an arm", "rename one of them", key=True)
+        elif name in RESERVED:
+            problem(("baselines", name), f"'{name}' cannot name a baseline: {RESERVED[name]}", "rename the baseline",
+                    key=True)
 
     # Reused results name known metrics.
     for family, arm in study.arms.items():
@@ -202,29 +246,54 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
                     problem(("arms", family, "reuse", "results", key), f"unknown metric '{key}'",
                             did_you_mean(key, study.metrics), key=True)
 
-    # Command placeholders.
+    # Config keys (edits refer to them). Command placeholders, env and seeds: studyc.spec.commands.
     config_keys = set(study.run.config) | {"seed"}
     for arm in arms.values():
         config_keys |= set(arm.config)
     for stage in study.stages.values():
         config_keys |= set(stage.config)
-    for fld in _COMMAND_FIELD.findall(study.run.command):
-        key = fld.removeprefix("config.")
-        if fld != "seed" and (not fld.startswith("config.") or key.split(".")[0] not in config_keys):
-            problem(("run", "command"), f"unknown placeholder '{{{fld}}}' in the command",
-                    "use {seed} or {config.<key>}" + (f"; {did_you_mean(key, config_keys)}" if did_you_mean(key, config_keys) else ""))
 
     # Stages.
+    smokes = [name for name, stage in study.stages.items() if stage.smoke]
+    if len(smokes) > 1:
+        problem(("stages", smokes[1], "smoke"), f"only one stage can be the smoke test ('{smokes[0]}' is already)",
+                "merge the smoke stages into one")
+
+    def check_stage_kind(name: str, stage) -> None:
+        """Smoke and evaluation stages: what each may be combined with."""
+        if stage.smoke:
+            if stage.needs:
+                problem(("stages", name, "needs"), "the smoke stage runs before every other stage, so it needs none",
+                        "remove `needs` from the smoke stage")
+            if stage.arms == "promoted" or stage.evaluate is not None:
+                problem(("stages", name, "smoke"), "the smoke stage runs first, so it cannot take promoted arms or "
+                        "evaluate earlier runs", "give it a list of arms (e.g. the baseline) at a tiny size")
+        if stage.evaluate is not None:
+            if stage.arms != "promoted":
+                problem(("stages", name, "evaluate"), "an evaluation stage evaluates the runs that the stages it "
+                        "needs promote", "add `arms: promoted` and `needs: [<stage>]`")
+            if stage.seeds is not None:
+                problem(("stages", name, "seeds"), "an evaluation stage evaluates each promoted run, so its seeds "
+                        "are those runs' seeds", "remove `seeds` from the evaluation stage")
+            for fld in _COMMAND_FIELD.findall(stage.evaluate):
+                key = fld.removeprefix("config.")
+                if fld != "seed" and (not fld.startswith("config.") or key.split(".")[0] not in config_keys):
+                    problem(("stages", name, "evaluate"), f"unknown placeholder '{{{fld}}}' in the evaluation command",
+                            "use {seed} or {config.<key>}")
+
     families = set(study.arms)
     order: list[str] = []
     for name, stage in study.stages.items():
-        for i, need in enumerate(stage.needs):
+        for i, need in enumerate([] if stage.smoke else stage.needs):  # a smoke stage's needs are refused below
             if need not in study.stages:
                 problem(("stages", name, "needs", i), f"unknown stage '{need}'", did_you_mean(need, study.stages))
+            elif need == name:
+                problem(("stages", name, "needs", i), f"stage '{name}' cannot need itself")
             elif need not in order:
                 problem(("stages", name, "needs", i), f"stage '{need}' must be declared before '{name}'",
-                        "stages run in the order they are written")
+                        f"move stage '{need}' above '{name}' (stages are written in an order that respects `needs`)")
         order.append(name)
+        check_stage_kind(name, stage)
         if stage.arms == "promoted":
             if not stage.needs:
                 problem(("stages", name, "arms"), "'arms: promoted' takes the arms promoted by earlier stages",
@@ -238,7 +307,8 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
                 if arm_name not in arms and arm_name not in families:
                     problem(("stages", name, "arms", i), f"unknown arm '{arm_name}'", did_you_mean(arm_name, list(arms) + list(families)))
         if stage.gate is not None:
-            expression(("stages", name, "gate"), stage.gate, names.gate_context(), E.Type.BOOL, f"gate of stage '{name}'")
+            expression(("stages", name, "gate"), stage.gate, names.gate_context(), E.Type.BOOL, f"gate of stage '{name}'",
+                       judged=True)
         if stage.promote is not None and stage.promote != "all" and stage.promote.by is not None:
             if stage.promote.by not in names.run_metrics:
                 problem(("stages", name, "promote", "by"), f"unknown metric '{stage.promote.by}'",
@@ -268,34 +338,50 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
 
     # Hypotheses, tiers, decision.
     for name, hyp in study.hypotheses.items():
-        expression(("hypotheses", name, "check"), hyp.check, names.check_context(False), E.Type.BOOL, f"check of {name}")
+        expression(("hypotheses", name, "check"), hyp.check, names.check_context(False), E.Type.BOOL, f"check of {name}",
+                   judged=True)
     tier_paths = {name: ("tiers", name) if isinstance(t, str) else ("tiers", name, "check") for name, t in study.tiers.items()}
     for name, check in study.tier_checks().items():
-        expression(tier_paths[name], check, names.check_context(True), E.Type.BOOL, f"tier '{name}'")
+        expression(tier_paths[name], check, names.check_context(True), E.Type.BOOL, f"tier '{name}'", judged=True)
     if study.tiers and names.study.metrics[study.primary_metric].goal is None:
         problem(("tiers",), f"tiers judge the champion, ranked by '{study.primary_metric}', which has no goal",
                 "set `goal: min` or `goal: max` on the primary metric", key=True)
     for i, rule in enumerate(study.decision):
         if rule.if_ is not None:
-            expression(("decision", i, "if"), rule.if_, names.check_context(True), E.Type.BOOL, "decision rule")
+            expression(("decision", i, "if"), rule.if_, names.check_context(True), E.Type.BOOL, "decision rule",
+                       judged=True)
         elif i != len(study.decision) - 1:
             problem(("decision", i), "'else' must be the last decision rule", "move it to the end")
 
     # Expectations and claims.
-    for arm_name, expected in study.expect.items():
-        if arm_name not in arms:
-            problem(("expect", arm_name), f"unknown arm '{arm_name}'", did_you_mean(arm_name, arms), key=True)
-            continue
-        for metric, bounds in expected.items():
-            if metric not in names.run_metrics:
-                problem(("expect", arm_name, metric), f"unknown metric '{metric}'", did_you_mean(metric, names.run_metrics), key=True)
-            lo, hi = bounds
-            if lo is not None and hi is not None and lo > hi:
-                problem(("expect", arm_name, metric), f"expected range [{lo}, {hi}] is empty", "write [low, high]")
-    for claim, hyps in study.claims.items():
-        for i, hyp in enumerate(hyps):
+    def expectations(path: tuple, expect: dict) -> None:
+        for arm_name, expected in expect.items():
+            if arm_name not in arms:
+                problem(path + (arm_name,), f"unknown arm '{arm_name}'", did_you_mean(arm_name, arms), key=True)
+                continue
+            for metric, bounds in expected.items():
+                if metric not in names.run_metrics:
+                    problem(path + (arm_name, metric), f"unknown metric '{metric}'",
+                            did_you_mean(metric, names.run_metrics), key=True)
+                lo, hi = bounds
+                if lo is not None and hi is not None and lo > hi:
+                    problem(path + (arm_name, metric), f"expected range [{lo}, {hi}] is empty", "write [low, high]")
+
+    expectations(("expect",), study.expect)
+    for scenario, expect in study.scenarios.items():
+        if not expect:
+            problem(("scenarios", scenario), f"scenario '{scenario}' expects nothing",
+                    "give it ranges: {<arm>: {<metric>: [low, high]}}")
+        expectations(("scenarios", scenario), expect)
+    for claim, value in study.claims.items():
+        path = ("claims", claim) if isinstance(value, list) else ("claims", claim, "hypotheses")
+        for i, hyp in enumerate(study.claim(claim).hypotheses):
             if hyp not in study.hypotheses:
-                problem(("claims", claim, i), f"unknown hypothesis '{hyp}'", did_you_mean(hyp, study.hypotheses))
+                problem(path + (i,), f"unknown hypothesis '{hyp}'", did_you_mean(hyp, study.hypotheses))
+        check = study.claim(claim).check
+        if check is not None:
+            expression(("claims", claim, "check"), check, names.check_context(True), E.Type.BOOL, f"check of claim "
+                       f"'{claim[:40]}'", judged=True)
 
     # Recovery and stop rules.
     for cls, recovery in study.on_failure.items():
@@ -303,9 +389,10 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
             if key.split(".")[0] not in config_keys:
                 problem(("on_failure", cls, "config", key), f"'{key}' is not a config key", did_you_mean(key, config_keys), key=True)
             elif isinstance(edit, str):
-                expression(("on_failure", cls, "config", key), edit, _bare(config_keys, "config key"), None, f"edit of '{key}'")
+                expression(("on_failure", cls, "config", key), edit, _bare(config_keys, "config key"), None, f"edit of '{key}'",
+                           per_run=True)
     for cls, rule in study.stop.items():
-        expression(("stop", cls), rule, _bare(None, "metric"), E.Type.BOOL, f"stop rule '{cls}'")
+        expression(("stop", cls), rule, _bare(None, "metric"), E.Type.BOOL, f"stop rule '{cls}'", per_run=True)
 
     for name, price in study.prices.items():
         if price < 0:

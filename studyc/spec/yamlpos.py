@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from studyc.spec.limits import limit, raise_hint
+
 _MERGE = "tag:yaml.org,2002:merge"
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -157,6 +159,46 @@ def _build_new(node: yaml.Node, memo: dict[int, Any], open_: set[int]) -> Any:
     return out
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def check_size(node: yaml.Node, max_nodes: int, max_depth: int) -> None:
+    """Refuse a document that expands (through aliases) to more than ``max_nodes`` nodes
+    or nests deeper than ``max_depth``, before anything copies or recurses into it. One
+    pass over the composed graph, each node once (an alias is a second reference)."""
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while stack:
+        current, done = stack.pop()
+        key = id(current)
+        if done:
+            kids = [k for k in _children(current) if id(k) in size]  # a node inside itself: _build says so
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            height[key] = 1 + max((height[id(k)] for k in kids), default=0)
+            if size[key] > max_nodes:
+                raise StructureError(f"this value expands to more than {max_nodes} nodes (aliases repeat what they "
+                                     "name)", current.start_mark, "a study this large is a mistake or an alias bomb; "
+                                     + raise_hint("STUDYC_MAX_YAML_NODES"))
+            continue
+        if key in size or key in height:
+            continue
+        height[key] = 0  # open: marks a cycle
+        stack.append((current, True))
+        stack += [(k, False) for k in _children(current) if id(k) not in height]
+    if height[id(node)] > max_depth:
+        current = node
+        for _ in range(max_depth):  # down the deepest path to the first node past the limit
+            current = max(_children(current), key=lambda k: height.get(id(k), 0))
+        raise StructureError(f"nested more than {max_depth} levels deep", current.start_mark,
+                             "flatten the structure; " + raise_hint("STUDYC_MAX_DEPTH"))
+
+
 def parse(text: str) -> Any:
     """The document's tree (None when empty). Raises yaml.YAMLError (with marks)."""
     loader = (PureLoader if _SURROGATE_ESCAPE.search(text) else FastLoader)(text)
@@ -164,4 +206,7 @@ def parse(text: str) -> Any:
         node = loader.get_single_node()
     finally:
         loader.dispose()
-    return None if node is None else _build(node, {}, set())
+    if node is None:
+        return None
+    check_size(node, limit("STUDYC_MAX_YAML_NODES"), limit("STUDYC_MAX_DEPTH"))
+    return _build(node, {}, set())

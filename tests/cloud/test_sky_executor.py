@@ -193,7 +193,7 @@ def test_oom_is_retried_by_studyc_as_a_new_job_with_the_edited_config(cloud, clo
 
 
 def test_the_runs_own_exit_code_and_metrics_decide_its_failure_class(cloud, cloud_study):
-    path = cloud_study(arms="crash: {config: {crash: 3}}\nnan: {config: {nan: true}}\nkilled: {config: {crash: 137}}")
+    path = cloud_study(arms="crash: {config: {+crash: 3}}\nnan: {config: {+nan: true}}\nkilled: {config: {+crash: 137}}")
     cloud(path)
     runs = runs_by_arm(cloud.store())
     assert (runs["crash/0"]["status"], runs["crash/0"]["failure"], runs["crash/0"]["exit_code"]) == ("failed", "crashed", 3)

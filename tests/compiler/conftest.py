@@ -23,9 +23,9 @@ arms:
   round_a:
     name: "a_lr{lr}_w{warmup}"
     zip: {lr: [2.0e-4, 3.0e-4, 4.5e-4], warmup: [0.03, 0.05, 0.05]}
-  capacity_up: {config: {tokens: 32, batch_size: 10}, resources: {vram_gb: 28, hours: 10}}
-  deeper: {config: {tokens: 24, batch_size: 10}, resources: {vram_gb: 24, hours: 10}}
-  aggressive: {config: {tokens: 48, batch_size: 8}, resources: {accelerators: "A100-80GB:1", vram_gb: 55, hours: 16}}
+  capacity_up: {config: {+tokens: 32, batch_size: 10}, resources: {vram_gb: 28, hours: 10}}
+  deeper: {config: {+tokens: 24, batch_size: 10}, resources: {vram_gb: 24, hours: 10}}
+  aggressive: {config: {+tokens: 48, batch_size: 8}, resources: {accelerators: "A100-80GB:1", vram_gb: 55, hours: 16}}
 on_failure:
   oom: {retries: 2, config: {batch_size: "batch_size // 2", accum_steps: "accum_steps * 2"}}
   diverged: {retries: 1, config: {lr: "lr * 0.7"}}

@@ -158,8 +158,10 @@ def test_plan_shows_schedule_totals_and_budget(write_study, seed_004):
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "schedule on one machine (1 GPU × 94.5 GB" in out
-    assert "0.00–2.50 h 2 running (GPU memory 72/94.5 GB" in out and "2.50–5.00 h 2 running" in out
-    assert "totals: 4 runs, $30.00, 10.00 GPU-hours, 5.00 h wall-clock" in out
+    # Two runs share the GPU and slow each other (machine.contention, default 1.0).
+    assert "0.00–5.00 h 2 running (GPU memory 72/94.5 GB" in out and "5.00–10.00 h 2 running" in out
+    assert "slowed by machine.contention = 1" in out
+    assert "totals: 4 runs, $30.00, 10.00 GPU-hours, 10.00 h wall-clock" in out
     assert "budget.usd: $30.00 of $20.00 (OVER by $10.00)" in out and "--allow-over-budget" in out
 
 
@@ -222,7 +224,7 @@ def test_promoted_stages_get_their_tasks_when_gates_are_judged(tmp_path, write_s
         arms: {a: {}, b: {}, c: {}}
         stages:
           screen: {arms: all, promote: {top: 1}}
-          full: {arms: promoted, needs: [screen], config: {epochs: 50}, resources: {hours: 4}}
+          full: {arms: promoted, needs: [screen], config: {+epochs: 50}, resources: {hours: 4}}
         """)
     result = CliRunner().invoke(main, ["compile", str(path), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output

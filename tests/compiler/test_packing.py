@@ -25,13 +25,40 @@ def test_seed_004_runs_two_at_a_time_not_four(write_study, seed_004):
     plan = plan_of(write_study(seed_004))
     assert plan.schedule["peak_concurrent"] == 2
     starts = sorted(r.start_h for r in plan.runs)
-    assert starts == [0.0, 0.0, 2.5, 2.5]
-    assert plan.totals["wall_hours"] == pytest.approx(5.0)
-    for t in (0.0, 2.5):
+    # Two 2.5 h runs sharing the GPU (default contention 1.0) each take 5 h: "8-12 hours
+    # total (sequential)", as the seed says, not 5 h as if neither slowed the other.
+    assert starts == [0.0, 0.0, 5.0, 5.0]
+    assert plan.totals["wall_hours"] == pytest.approx(10.0)
+    for t in (0.0, 5.0):
         together = [r for r in plan.runs if r.start_h <= t < r.end_h]
         assert sum(r.resources["vram_gb"] for r in together) <= 94.5
-    # The machine is paid for while held: 5 h of one H100 at the built-in $3.00/h.
-    assert plan.schedule["machine"]["usd"] == pytest.approx(15.0)
+    # The machine is paid for while held: 10 h of one H100 at the built-in $3.00/h; each
+    # run pays for its half of the GPU's time, so the runs add up to the same.
+    assert plan.schedule["machine"]["usd"] == pytest.approx(30.0)
+    assert plan.totals["usd"] == pytest.approx(30.0) and plan.totals["gpu_hours"] == pytest.approx(10.0)
+    assert all(r.solo_hours == 2.5 and r.est_hours == pytest.approx(5.0) for r in plan.runs)
+
+
+@pytest.mark.parametrize("contention, wall", [(0, 5.0), (0.5, 7.5), (1, 10.0), (2, 15.0)])
+def test_contention_slows_runs_sharing_a_gpu(write_study, seed_004, contention, wall):
+    text = seed_004.replace("memory_gb: 128}", f"memory_gb: 128, contention: {contention}}}")
+    plan = plan_of(write_study(text))
+    assert plan.totals["wall_hours"] == pytest.approx(wall)
+    assert plan.schedule["contention"] == contention
+    # Whatever the contention, the runs pay for the GPU time the machine is held.
+    assert plan.totals["usd"] == pytest.approx(plan.schedule["machine"]["usd"])
+
+
+def test_contention_leaves_runs_alone_on_their_gpus(write_study):
+    path = write_study("""\
+        study: g
+        run: {command: x, seeds: [0, 1], resources: {accelerators: "A100-80GB:1", vram_gb: 60, hours: 1}}
+        metrics: {m: {}}
+        arms: {a: {}}
+        machine: {accelerators: "A100-80GB:2", contention: 3}
+        """)
+    plan = plan_of(path)
+    assert plan.totals["wall_hours"] == pytest.approx(1.0) and all(r.solo_hours is None for r in plan.runs)
 
 
 def test_seed_004_demanding_four_at_once_is_refused_with_the_arithmetic(write_study, seed_004):
@@ -45,7 +72,7 @@ def test_seed_004_demanding_four_at_once_is_refused_with_the_arithmetic(write_st
 
 def test_together_in_twos_fits_and_starts_in_waves(write_study, seed_004):
     plan = plan_of(write_study(seed_004.replace("budget: {parallel: 4}", "budget: {parallel: 2, together: true}")))
-    assert sorted(r.start_h for r in plan.runs) == [0.0, 0.0, 2.5, 2.5]
+    assert sorted(r.start_h for r in plan.runs) == [0.0, 0.0, 5.0, 5.0]
     assert plan.schedule["together"] is True
 
 
@@ -99,7 +126,8 @@ def test_runs_spread_over_a_machines_gpus(write_study):
     plan = plan_of(path)
     first = [r for r in plan.runs if r.start_h == 0]
     assert len(first) == 4 and sorted(g for r in first for g in r.gpus) == [0, 0, 1, 1]
-    assert plan.totals["wall_hours"] == pytest.approx(2.0)
+    # Two runs to a GPU each take 2 h (contention 1.0); the fifth then has a GPU to itself.
+    assert plan.totals["wall_hours"] == pytest.approx(3.0)
 
 
 def test_gpus_of_unknown_memory_are_not_shared(write_study):

@@ -41,7 +41,7 @@ baselines:
 arms:
   good: {{config: {{base: 0.040}}, label: the good one}}
   close: {{config: {{base: 0.058}}}}
-  broken: {{config: {{base: 0.040, crash_seed: 1}}}}
+  broken: {{config: {{base: 0.040, +crash_seed: 1}}}}
 hypotheses:
   H1: {{claim: good beats the reference, check: good.nrmse <= ref.nrmse}}
   H2: {{claim: close reaches 0.0625, check: close.nrmse <= {h2}}}

@@ -50,10 +50,13 @@ def rendered(tmp_path_factory):
 def test_hypothesis_results_at_the_seed_thresholds(rendered):
     text = (rendered.out / "ablation_report.md").read_text()
     assert "| H1 | Pure transformer matches U-shaped at 128 tokens (within 5%) |" in text
-    assert "| 0.0591 ± 0.00025 | ≤ 0.0606 | 3 | **PASS** |" in text
-    assert "| 0.0545 ± 0.0012 | ≤ 0.0536 | 3 | **INCONCLUSIVE** |" in text
-    assert "| within ±5% |  | **PASS** |" in text
-    assert "pure_128.nrmse = 0.0591 ± 0.00025 (n=3), needs ≤ 1.05 * u_shaped_128.nrmse = 0.0606: **PASS**" in text
+    # the cpu profile shrinks the model and the schedule, but the baselines are Phase 2's full-scale numbers
+    caveat = "(full-scale baseline vs cpu-scale run)"
+    assert f"| 0.0591 ± 0.00025 | ≤ 0.0606 | 3 | **PASS** {caveat} |" in text
+    assert f"| 0.0545 ± 0.0012 | ≤ 0.0536 | 3 | **INCONCLUSIVE** {caveat} |" in text
+    assert "| within ±5% |  | **PASS** |" in text  # two arms of this study: no caveat
+    assert ("pure_128.nrmse = 0.0591 ± 0.00025 (n=3), needs ≤ 1.05 * u_shaped_128.nrmse = 0.0606 "
+            "[full-scale baseline vs cpu-scale run]: **PASS**") in text
     # H2 already misses 0.05364 by 0.00086; with a 4th seed: 3.182 * 0.0005 / 2 = 0.0008 < 0.00086
     assert "The point estimate already misses it (0.0545 vs ≤ 0.0536); about 1 more seed per arm would likely confirm FAIL" in text
     verdicts = json.loads((rendered.out / "verdicts.json").read_text())

@@ -107,8 +107,23 @@ def test_bootstrap_draws_are_reproducible_and_paired_by_runs():
     assert min(x) <= lo <= np.mean(x) <= hi <= max(x)
 
 
-def test_a_single_value_has_a_point_interval_and_a_decided_p():
+def test_a_single_value_has_a_point_interval_and_no_p():
     est = Estimate.sample([0.5], "a")
     assert est.interval(0.95) == (0.5, 0.5) and est.n == 1 and not est.uncertain
-    assert est.p_above(0.4) == 0.0 and est.p_above(0.6) == 1.0
+    assert est.p_above(0.4) is None and est.p_above(0.6) is None  # one seed: judged on the point, p undefined
     assert summarize([0.5, math.nan], 0.95)["n"] == 1 and summarize([0.5, math.nan], 0.95)["planned"] == 2
+
+
+def test_identical_values_are_their_own_mean_with_no_spread():
+    for x in (0.07, 0.7, 0.29, 1e-9):
+        est = mean_estimate([x, x, x], ("r1", "r2", "r3"), "bootstrap", 200)
+        assert est.point == x and est.interval(0.95) == (x, x) and est.p_above(x) is None
+
+
+def test_the_bootstrap_interval_and_p_come_from_the_same_draws():
+    est = mean_estimate([0.1, 0.4, 0.2, 0.5, 0.3, 0.35], ("r",), "bootstrap", 1000)
+    alpha = 0.025
+    for t in np.linspace(0.1, 0.5, 41):
+        lo, _ = est.interval(0.95)
+        p = est.p_above(float(t))
+        assert (lo >= t) == (p < alpha and est.point >= t), (t, lo, p)

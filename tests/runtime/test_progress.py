@@ -57,6 +57,16 @@ def test_stages_run_one_after_the_other():
     assert tracker.eta_s() == pytest.approx(72 + 36)
 
 
+def test_stages_side_by_side_share_the_slots():
+    clock = Clock()
+    runs = [plan_run(0, 0.01, "a"), plan_run(1, 0.02, "b"), plan_run(2, 0.01, "full")]
+    # a and b need nothing and run side by side; full needs a only: it starts at 36 s.
+    tracker = Tracker(runs, parallel=4, clock=clock, cpus=64, needs={"a": [], "b": [], "full": ["a"]})
+    assert tracker.eta_s() == pytest.approx(72)
+    tracker = Tracker(runs, parallel=4, clock=clock, cpus=64, needs={"a": [], "b": [], "full": ["a", "b"]})
+    assert tracker.eta_s() == pytest.approx(72 + 36)
+
+
 def test_promoted_placeholders_count_until_the_real_runs_appear():
     clock = Clock()
     runs = [plan_run(0, 0.01, "screen"), plan_run(9, 0.01, "full", pending=True)]

@@ -52,7 +52,7 @@ def test_name_lists_name_the_points_in_order(write_study):
         metrics: {m: {goal: min}}
         arms:
           a:
-            zip: {lr: [2.0e-4, 3.0e-4, 4.5e-4], warmup: [0.03, 0.05, 0.05]}
+            zip: {lr: [2.0e-4, 3.0e-4, 4.5e-4], +warmup: [0.03, 0.05, 0.05]}
             name: [a_lr2e4_w3, a_lr3e4_w5, a_lr45e4_w5]
         """)
     arms = expand_arms(load(path).study)
@@ -66,7 +66,7 @@ def test_default_names_are_usable_in_expressions(write_study):
         run: {command: x}
         metrics: {m: {goal: min}}
         arms:
-          k: {grid: {coupling: [0.5, 1.0], layer: [7]}}
+          k: {grid: {+coupling: [0.5, 1.0], +layer: [7]}}
         hypotheses:
           H1: {claim: weaker coupling is better, check: k_coupling0p5_layer7.m <= k_coupling1_layer7.m}
         """)

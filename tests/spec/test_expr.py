@@ -110,3 +110,74 @@ def test_arbitrary_text_raises_only_expr_error(text):
     except E.ExprError:
         return
     E.to_source(node)
+
+
+# ------------------------------------------------------------------ hostile input (issue 14, items 5, 6 and 9)
+
+
+@pytest.mark.parametrize("text", ["(" * 110 + "a.x" + ")" * 110 + " <= 1", " + ".join(["a.x"] * 490) + " <= 1",
+                                  "-" * 2000 + "a.x <= 1", "not " * 300 + "a.x <= 1", "abs(" * 120 + "1" + ")" * 120,
+                                  "a.x ** " * 300 + "2"])
+def test_deep_expressions_are_refused_with_a_position_not_a_recursion_error(text):
+    with pytest.raises(E.ExprError) as info:
+        E.parse(text)
+    assert "nest" in info.value.message or "nested" in info.value.message
+    assert 0 < info.value.col < len(text)
+
+
+def test_expressions_within_the_limits_evaluate():
+    text = " + ".join(["x"] * (E.MAX_DEPTH - 1))
+    assert E.evaluate(E.parse(text), lambda r: 1.0) == E.MAX_DEPTH - 1
+    nested = "(" * E.MAX_NESTING + "x" + ")" * E.MAX_NESTING
+    assert E.evaluate(E.parse(nested), lambda r: 2.0) == 2.0
+    assert E.parse(E.to_source(E.parse(text))) == E.parse(text)
+
+
+def test_a_too_long_expression_is_refused():
+    with pytest.raises(E.ExprError, match="characters long") as info:
+        E.parse("x" * (E.MAX_LENGTH + 1))
+    assert info.value.col == E.MAX_LENGTH
+
+
+@pytest.mark.parametrize("text", ["1e999 > 1", "a.x <= 1e400"])
+def test_a_literal_beyond_float_is_refused_where_it_stands(text):
+    with pytest.raises(E.ExprError, match="too large") as info:
+        E.parse(text)
+    assert text[info.value.col:].startswith("1e")
+
+
+def test_overflow_in_plain_evaluation_is_nan():
+    assert math.isnan(E.evaluate(E.parse("10 ** 10 ** 10"), lambda r: 0.0))
+    assert math.isnan(E.evaluate(E.parse("x ** 400"), lambda r: 10.0))
+    assert math.isnan(E.evaluate(E.parse("x ** 0.5"), lambda r: -4.0))  # not a complex number
+    assert math.isnan(E.evaluate(E.parse("x // 0"), lambda r: 1.0))
+
+
+@pytest.mark.parametrize("text", ["a.x <= \u0665", "a.x <= \uff11", "a.x <= 1\u0660", "\u0661a.x <= 1"])
+def test_unicode_digits_are_not_numbers(text):
+    with pytest.raises(E.ExprError, match="unexpected character") as info:
+        E.parse(text)
+    assert "ASCII" in (info.value.hint or "")
+
+
+def test_one_evaluator_with_a_domain():
+    class Text(E.Domain):  # what a name means and what values are: the caller's choice
+        def const(self, node):
+            return str(node.value)
+
+        def arith(self, op, a, b, node):
+            return f"({a} {op} {b})"
+
+    assert E.evaluate(E.parse("a.x + 2 * b"), lambda r: r.dotted, Text()) == "(a.x + (2.0 * b))"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(list("()+-*/<=>.ab1 notr,") + ["**", "abs(", "min(", "1e999", "\u0663"]),
+                max_size=80).map("".join))
+def test_any_text_parses_or_gives_a_positioned_error(text):
+    try:
+        node = E.parse(text)
+    except E.ExprError as err:
+        assert 0 <= err.col <= len(text)
+        return
+    E.parse(E.to_source(node))
