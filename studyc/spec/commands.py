@@ -95,6 +95,10 @@ def check_run_inputs(study: Study, arms: dict[str, ArmSpec], source: Any) -> lis
     for family, members in families.items():
         for err in _command_problems(members[0].command, _arm_configs(study, members)):
             errors.append(source.expr_error(("arms", family, "command"), err, "command"))
+    for name, stage in study.stages.items():  # an evaluation stage's command, over the arms it may evaluate
+        if stage.evaluate is not None:
+            for err in _command_problems(stage.evaluate, _arm_configs(study, running)):
+                errors.append(source.expr_error(("stages", name, "evaluate"), err, "evaluation command"))
     for name, value in study.run.env.items():
         if not _ENV_NAME.match(name):
             errors.append(source.error(("run", "env", name), f"'{name[:40]}' cannot be an environment variable name",

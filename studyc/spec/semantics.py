@@ -275,11 +275,6 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
             if stage.seeds is not None:
                 problem(("stages", name, "seeds"), "an evaluation stage evaluates each promoted run, so its seeds "
                         "are those runs' seeds", "remove `seeds` from the evaluation stage")
-            for fld in _COMMAND_FIELD.findall(stage.evaluate):
-                key = fld.removeprefix("config.")
-                if fld != "seed" and (not fld.startswith("config.") or key.split(".")[0] not in config_keys):
-                    problem(("stages", name, "evaluate"), f"unknown placeholder '{{{fld}}}' in the evaluation command",
-                            "use {seed} or {config.<key>}")
 
     families = set(study.arms)
     order: list[str] = []
