@@ -318,7 +318,7 @@ class Scheduler:
                 continue
             hours = max(0.0, ended - (last["started_at"] or ended)) / 3600
             usd = hours * (run.est_usd / run.est_hours if run.est_hours else 0.0)
-            self.store.finish(run.id, "done", code, None, None, series, usd, hours * _gpu_count(run.resources))
+            self.store.finish(run.id, "done", code, None, None, series, usd, hours * gpu_count(run.resources.get("accelerators")))
             self.on_event(Event("end", run, status="done", attempt=last["attempt"], usd=usd, metrics=_final_values(series),
                                 message="it had ended when the studyc running it stopped; recorded now"))
 
