@@ -613,6 +613,16 @@ def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | Non
     for name, present in dry.secrets.items():
         console.print(f"secret {name}: " + ("set in this shell (passed by name)" if present else
                                              f"[yellow]not set[/]: export {name} before launching"))
+    if dry.pool:
+        console.print(f"job pool {escape(dry.pool)}")
+    for setup in dict.fromkeys(t.setup for t in launch):  # one per kind of machine (GPU or not)
+        console.print("setup on each machine:" + "".join(f"\n  {escape(line)}" for line in setup.splitlines()))
+    console.print(f"prices: {escape(dry.prices)}; the jobs controller's VM: about {_money(dry.controller_usd)} more "
+                  "(SkyPilot's default 4-CPU controller, held while jobs run plus 10 idle minutes)")
+    for warning in dry.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    for problem in dry.problems:
+        console.print(f"[bold red]problem:[/] {escape(problem)}")
     console.print(view.totals_line(plan))
     for line in view.budget_lines(plan):
         console.print(("[green]ok[/]    " if plan.budget["ok"] else "        ") + escape(line))
@@ -620,6 +630,8 @@ def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | Non
         console.print(f"[bold red]over budget:[/] {escape(v)}")
     if not plan.budget["ok"] and not allow_over_budget:
         console.print("`studyc run --cloud` refuses this plan; --allow-over-budget overrides on purpose")
+        sys.exit(EXIT_USER)
+    if dry.problems:
         sys.exit(EXIT_USER)
 
 

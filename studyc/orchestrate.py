@@ -109,15 +109,14 @@ def execute(loaded: LoadedStudy, store: Store, on_event: Callable[[Event], None]
         store.add_runs(study.study, profile, planned)
         store.lock_checks(study.study, profile)
         spend = Spend()
-        scheduled, executor = study, executor or LocalExecutor()
+        executor = executor or LocalExecutor()
         if cloud is not None:
-            from studyc.runtime.sky_executor import SkyExecutor, studyc_playbook
+            from studyc.runtime.sky_executor import SkyExecutor
 
             check_cloud_evaluations(study)
             executor = SkyExecutor(loaded, plan, store, cloud)
             executor.check()
-            scheduled = studyc_playbook(study)  # SkyPilot does the plain restarts itself
-        scheduler = Scheduler(scheduled, store, executor, plan.workdir, parallel or plan.parallel, on_event,
+        scheduler = Scheduler(study, store, executor, plan.workdir, parallel or plan.parallel, on_event,
                               rerun, spend=spend, study_key=(study.study, profile))
         # Stages that do not wait for each other run side by side (studyc.stageflow).
         flow = StageFlow(loaded, compiler, plan, store, lambda runs: store.add_runs(study.study, profile, runs))

@@ -90,22 +90,38 @@ def cloud_env(study: str, run: Any, config_json: str, results_dir: str | None) -
     return env
 
 
+# A cloud task's log is written to the machine's own disk and copied into the run directory
+# this often: a file on a MOUNT_CACHED bucket is uploaded only once it is closed.
+LOG_SYNC_S = 30
+
+
 def cloud_script(command: str, timeout: float, source: str | None = None) -> str:
     """A cloud task's ``run:``: the run protocol (config file, run directory, log, exit
     status) around the run's command, which is shell-quoted once more for ``bash -c``.
     ``source``: the id of the run an evaluation run evaluates (its directory is in the
-    same bucket)."""
+    same bucket). It ends with ``(exit "$code")``, not ``exit``, so the block SkyPilot
+    appends (waiting until a cached bucket mount has uploaded everything) still runs, and
+    sees the run's exit status."""
     results = f"${{{RESULTS_DIR}:-$HOME/studyc-results}}/${STUDY}"
+    log = f'"${RUN_DIR}/{LOG_FILE}"'
     return "\n".join([
         f'export {RUN_DIR}="{results}/${RUN_ID}"',
         f'export {CONFIG}="${RUN_DIR}/{CONFIG_FILE}"',
         f'mkdir -p "${RUN_DIR}"',
         *([f'export {SOURCE_RUN_DIR}="{results}/{source}"'] if source else []),
         f"printf '%s\\n' \"${CONFIG_JSON}\" > \"${CONFIG}\"",
+        f'studyc_log="${{TMPDIR:-/tmp}}/studyc-${RUN_ID}.log"',
+        f'cp {log} "$studyc_log" 2>/dev/null || : > "$studyc_log"',
+        # The copier's sleep is killed with it, so no stray process holds the job's output open.
+        f"( trap 'kill $s 2>/dev/null; exit 0' TERM; while :; do sleep {LOG_SYNC_S} & s=$!; wait $s; "
+        f'cp "$studyc_log" {log}; done ) &',
+        "studyc_sync=$!",
         f"timeout --kill-after=60 {round(timeout)} bash -c {shlex.quote(command)} 2>&1 "
-        f'| tee -a "${RUN_DIR}/{LOG_FILE}"',
+        '| tee -a "$studyc_log"',
         "code=${PIPESTATUS[0]}",
+        'kill "$studyc_sync" 2>/dev/null',
+        f'cp "$studyc_log" {log}',
         f'printf \'%s\\n\' "$code" > "${RUN_DIR}/{EXIT_CODE_FILE}"',
-        'exit "$code"',
+        '(exit "$code")',
         "",
     ])

@@ -12,7 +12,7 @@ from typing import Any
 
 from studyc.compiler import packing
 from studyc.compiler.ids import canonical, code_version, run_id, study_root
-from studyc.compiler.prices import UnknownPrice, hourly_usd, price_table
+from studyc.compiler.prices import UnknownPrice, hourly_usd, infra_cloud, price_table, read_catalog
 from studyc.errors import RunError
 from studyc.spec.accelerators import gpu_count, parse as parse_accelerators
 from studyc.quoting import shell
@@ -212,7 +212,8 @@ class Compiler:
         self.arms = expand_arms(self.study)
         self.workdir = study_root(loaded.path, self.study.run.workdir)
         self.code_version = code_version(str(self.workdir))
-        self.prices = price_table(self.study.prices)
+        cloud = self.study.cloud  # SkyPilot's catalog of the study's cloud, when cached here
+        self.prices = price_table(self.study.prices, read_catalog(infra_cloud(cloud.infra)), cloud.use_spot)
         self._run_resources = self.study.run.resources.model_dump(exclude_unset=True)
         self._cache: dict[tuple[str, str], tuple[dict[str, Any], str, dict[str, Any], float]] = {}
 

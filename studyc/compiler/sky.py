@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,17 @@ def task_name(study: str, run: RunPlan) -> str:
     return name.strip("._-")
 
 
+POOL_TASK = "pool"  # tasks/pool.sky.yaml: the workers of `cloud.pool`
+
+
+def pool_name(study: Study) -> str | None:
+    """The SkyPilot job pool the study's jobs run on (``cloud.pool``), None without one."""
+    pool = study.cloud.pool
+    if pool is None:
+        return None
+    return pool.name or ("studyc-" + re.sub(r"[^a-z0-9]+", "-", study.study.lower())).strip("-")[:39]
+
+
 def secret_names(study: Study) -> list[str]:
     names = list(study.cloud.secrets)
     wandb = study.tracking.wandb
@@ -95,54 +107,89 @@ def check_env(study: Study) -> None:
 
 
 def job_recovery(study: Study) -> tuple[dict[str, Any] | None, list[str]]:
-    """The recovery playbook as SkyPilot's ``resources.job_recovery``, and notes on what
-    SkyPilot cannot do (studyc retries those itself, as new jobs with edited configs).
+    """The recovery playbook as SkyPilot's ``resources.job_recovery``, and notes on who
+    retries what.
 
-    SkyPilot recovers preemptions on its own (``strategy``) and restarts a failed run as
-    it is (``max_restarts_on_errors``, any non-zero exit; ``recover_on_exit_codes``,
-    without limit). So: preempted -> strategy and exit 143 (SIGTERM where the machine
-    survives, e.g. Kubernetes); playbook entries that retry without editing the config
-    (crashed, usually) -> max_restarts_on_errors; entries that edit the config (oom:
-    batch_size // 2, diverged: lr * 0.7) -> studyc.
+    SkyPilot moves a job to a new machine when the cloud takes its machine away
+    (``strategy``); that is all it is asked to do. Its other restarts cannot respect the
+    playbook: ``max_restarts_on_errors`` reruns any non-zero exit as it is (a deterministic
+    OOM included, before studyc's edited retry) and ``recover_on_exit_codes`` restarts
+    without limit. So every failure of the run itself ends the job, studyc classifies it
+    (oom, diverged, crashed, timeout; exit 143 is a preemption the machine survived) and
+    retries it as its class says, as a new job with the playbook's edits.
     """
     playbook = study.on_failure
     recovery: dict[str, Any] = {}
     notes: list[str] = []
     if "preempted" in playbook or study.cloud.use_spot:
         recovery["strategy"] = "EAGER_NEXT_REGION"
-    as_is = restarted_by_skypilot(study)
-    if as_is:
-        recovery["max_restarts_on_errors"] = max(as_is.values())
+        notes.append("preempted: SkyPilot moves the job to a new machine when the cloud takes its machine away")
     preempted = playbook.get("preempted")
-    if preempted is not None and preempted.retries:
-        recovery["recover_on_exit_codes"] = [SIGTERM_EXIT]
-        notes.append(f"preempted: SkyPilot recovers preemptions itself (and exit {SIGTERM_EXIT}), beyond the "
-                     f"playbook's {_times(preempted.retries)}")
-        if preempted.resume and not study.cloud.results:
-            notes.append("preempted: resuming needs cloud.results (a bucket), so checkpoints outlive the machine")
-    if as_is:
-        notes.append("SkyPilot restarts a failed run as it is up to max_restarts_on_errors times "
-                     f"(playbook: {', '.join(f'{c} {n}' for c, n in sorted(as_is.items()))})")
+    if preempted is not None and preempted.resume and not study.cloud.results:
+        notes.append("preempted: resuming needs cloud.results (a bucket), so checkpoints outlive the machine")
     for cls, p in sorted(playbook.items()):
-        if p.config and p.retries:
+        if p.retries:
+            what = f"{cls} (exit {SIGTERM_EXIT}: SIGTERM the machine survived)" if cls == "preempted" else cls
             edits = ", ".join(f"{k} = {v}" for k, v in p.config.items())
-            notes.append(f"{cls}: studyc retries up to {_times(p.retries)} as a new job with {edits}")
+            notes.append(f"{what}: studyc retries up to {_times(p.retries)} as a new job" + (f" with {edits}" if edits else ""))
     return recovery or None, notes
-
-
-def restarted_by_skypilot(study: Study) -> dict[str, int]:
-    """Playbook entries that retry without editing the config (preempted aside), by
-    class: SkyPilot restarts those itself (``max_restarts_on_errors``), so studyc does not."""
-    return {cls: p.retries for cls, p in study.on_failure.items() if cls != "preempted" and p.retries and not p.config}
 
 
 def _times(n: int) -> str:
     return f"{n} time{'s' if n != 1 else ''}"
 
 
+def yaml_comment(text: str) -> str:
+    """``text`` on one comment line: the body of its quoted scalar, so no line break,
+    whatever a key or value holds, can end the comment and start YAML."""
+    return yaml_scalar(str(text))[1:-1]
+
+
 def run_script(run: RunPlan, timeout_s: int) -> str:
     """The task's ``run:``: the run protocol around the run's command."""
     return protocol.cloud_script(run.command, timeout_s, run.source)
+
+
+# PyPI's torch wheels for Linux bundle CUDA; a machine without a GPU takes the CPU build
+# (a fifth of the download).
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def default_setup(workdir: Path, gpu: bool, tracked: bool) -> str:
+    """What a fresh machine from SkyPilot's default image needs to run the study: the
+    project in the workdir (with its ``torch`` extra, and ``wandb`` when tracked), in the
+    Python environment SkyPilot runs jobs in. ``run.setup`` replaces all of it."""
+    extras = project_extras(workdir)
+    lines = ["set -e", "# studyc's default setup (a study's run.setup replaces it)"]
+    want = [e for e in ("torch", "wandb") if e in (extras or ()) and (e != "wandb" or tracked)]
+    index = "" if gpu or "torch" not in want else f"--extra-index-url {TORCH_CPU_INDEX} "
+    if extras is None:
+        if (workdir / "requirements.txt").is_file():
+            lines.append(f"python3 -m pip install {index}-r requirements.txt")
+    else:
+        target = f".[{','.join(want)}]" if want else "."
+        lines.append(f"python3 -m pip install {index}-e {shlex.quote(target)}")
+    if tracked and "wandb" not in (extras or ()):
+        lines.append("python3 -m pip install wandb")
+    return "\n".join(lines) + "\n"
+
+
+def project_extras(workdir: Path) -> set[str] | None:
+    """The optional extras a Python project in ``workdir`` declares; None when it is not one."""
+    pyproject = workdir / "pyproject.toml"
+    if not pyproject.is_file():
+        return set() if (workdir / "setup.py").is_file() else None
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the extras' names are all studyc needs
+        text = pyproject.read_text(encoding="utf-8")
+        section = text.partition("[project.optional-dependencies]")[2].split("\n[", 1)[0]
+        return set(re.findall(r"^([A-Za-z0-9_.-]+)\s*=", section, re.M))
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return set()
+    return set((data.get("project") or {}).get("optional-dependencies") or {})
 
 
 def _environment(user_templates: Path):
@@ -156,6 +203,7 @@ def _environment(user_templates: Path):
                              keep_trailing_newline=True, autoescape=False)
     env.filters["yq"] = yaml_scalar
     env.filters["yaml_block"] = yaml_block
+    env.filters["comment"] = yaml_comment
     return env
 
 
@@ -171,8 +219,28 @@ class TaskRenderer:
         self.recovery, self.notes = job_recovery(study)
         self.secrets = secret_names(study)
         self.workdir = os.path.relpath(plan.workdir, out_dir.resolve())
+        self.project = Path(plan.workdir)
+        wandb = study.tracking.wandb
+        self.tracked = wandb is not None and wandb.mode != "disabled"
 
     def render(self, run: RunPlan) -> str:
+        """The run's task; on a job pool without setup (each worker ran it once)."""
+        return self._render(run, pool_workers=None)
+
+    def render_pool(self, run: RunPlan) -> str:
+        """The pool's task (``cloud.pool``): its workers have ``run``'s resources and run the
+        setup once; jobs then run on them one at a time."""
+        return self._render(run, pool_workers=self.study.cloud.pool.workers)
+
+    def check_pool(self, runs: list[RunPlan]) -> None:
+        """A pool's workers are identical: every run must ask for the same resources."""
+        shapes = {(r.resources["accelerators"], r.resources["cpus"], r.resources["memory_gb"]) for r in runs}
+        if self.study.cloud.pool is not None and len(shapes) > 1:
+            raise RunError(f"cloud.pool runs every job on identical workers, but the runs ask for {len(shapes)} "
+                           "different resources", "give every arm and stage the same accelerators, cpus and memory, "
+                           "or drop cloud.pool (one machine per job)")
+
+    def _render(self, run: RunPlan, pool_workers: int | None) -> str:
         study, res, cloud = self.study, run.resources, self.study.cloud
         accelerators = res["accelerators"]
         if accelerators:
@@ -182,7 +250,8 @@ class TaskRenderer:
         envs = dict(run.env)  # the study's own, then the run protocol's (which they cannot override)
         envs.update(protocol.cloud_env(study.study, run, canonical(run.config), RESULTS_MOUNT if cloud.results else None))
         return self.template.render(
-            study=study.study, run=run, name=task_name(study.study, run), workdir=self.workdir,
+            study=study.study, run=run, workdir=self.workdir, pool=pool_name(study),
+            name=pool_name(study) if pool_workers else task_name(study.study, run),
             infra=cloud.infra, accelerators=accelerators,
             cpus=f"{res['cpus']}+" if res["cpus"] > 1 else None,
             memory=f"{res['memory_gb']:g}+" if res["memory_gb"] else None,
@@ -190,15 +259,18 @@ class TaskRenderer:
             disk_size=res["disk_gb"] or cloud.disk_gb, image_id=cloud.image_id,
             job_recovery=self.recovery, recovery_notes=self.notes,
             results=cloud.results, results_dir=RESULTS_MOUNT,
-            envs=envs, secrets=self.secrets, setup=_script(study.run.setup),
-            script=run_script(run, round(timeout_s)),
+            envs=envs, secrets=self.secrets, pool_workers=pool_workers,
+            setup=self.setup(accelerators) if cloud.pool is None or pool_workers else None,
+            script=None if pool_workers else run_script(run, round(timeout_s)),
         )
 
 
-def _script(text: str | None) -> str | None:
-    if not text:
-        return None
-    return text if text.endswith("\n") else text + "\n"
+    def setup(self, accelerators: str | None) -> str:
+        """The study's own ``run.setup``, else studyc's default for this run's machine."""
+        text = self.study.run.setup
+        if text:
+            return text if text.endswith("\n") else text + "\n"
+        return default_setup(self.project, bool(accelerators), self.tracked)
 
 
 @dataclass
@@ -220,9 +292,13 @@ def write_compiled(loaded: LoadedStudy, plan: Plan, out_dir: Path) -> Compiled:
     tasks_dir = out_dir / TASKS_DIR
     tasks_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for run in plan.runs:
-        if run.pending:
-            continue
+    known = [run for run in plan.runs if not run.pending]
+    if loaded.study.cloud.pool is not None and known:
+        renderer.check_pool(plan.runs)
+        path = tasks_dir / f"{POOL_TASK}{TASK_SUFFIX}"
+        path.write_text(renderer.render_pool(known[0]), encoding="utf-8")
+        written.append(path)
+    for run in known:
         path = tasks_dir / f"{run.id}{TASK_SUFFIX}"
         path.write_text(renderer.render(run), encoding="utf-8")
         written.append(path)

@@ -43,14 +43,16 @@ def split_url(url: str) -> tuple[str, str, str]:
 
 
 class _S3:
-    def __init__(self, bucket: str):
+    """An S3 bucket, or an S3-compatible one (``client`` made by SkyPilot for its scheme)."""
+
+    def __init__(self, bucket: str, client: Any = None):
         try:
             import boto3
             from botocore.exceptions import BotoCoreError, ClientError
         except ImportError:
             raise RunError("reading s3:// results needs boto3, which is not installed", CLOUD_HINT) from None
         self.bucket = bucket
-        self.client = boto3.client("s3")
+        self.client = client or boto3.client("s3")
         self.errors = (BotoCoreError, ClientError)
 
     def files(self, prefix: str) -> dict[str, str]:
@@ -118,13 +120,33 @@ class _GCS:
         return len(blobs)
 
 
+def s3_compatible_client(url: str) -> Any:
+    """A boto3 client for an S3-compatible store (``r2://``, ``nebius://``, ...), made by
+    SkyPilot the way it mounts the same URL on the cloud machine: its endpoint and
+    credentials profile (e.g. ~/.cloudflare/ for R2), not AWS_ENDPOINT_URL, which only this
+    machine would see."""
+    try:
+        from sky.data import storage
+    except ImportError:
+        raise RunError(f"reading {url} needs SkyPilot, which is not installed", CLOUD_HINT) from None
+    store = storage.StoreType.find_s3_compatible_config_by_prefix(url)
+    if store is None:
+        raise RunError(f"SkyPilot knows no object store for {url.partition('://')[0]}:// URLs",
+                       "use s3://, gs:// or a scheme SkyPilot mounts (r2://, nebius://, cw://, ...)")
+    try:
+        return storage.StoreType._get_s3_compatible_config(store.value).client_factory(None)
+    except Exception as exc:  # credentials or SDK missing: SkyPilot's own message says which
+        raise RunError(f"could not open {url}: {exc}", f"see `sky check` for {store.value}") from None
+
+
 class Results:
     """The run directories of one study in its results bucket."""
 
     def __init__(self, url: str, study: str):
         scheme, bucket, path = split_url(url)
         self.url = url
-        self.objects: _Objects = _S3(bucket) if scheme == "s3" else _GCS(bucket)
+        self.objects: _Objects = (_S3(bucket) if scheme == "s3" else _GCS(bucket) if scheme == "gs"
+                                  else _S3(bucket, s3_compatible_client(url)))
         self.base = f"{path}/{study}/" if path else f"{study}/"
         self._seen: dict[tuple[str, str], str] = {}  # (run id, file) -> etag last copied
 

@@ -19,7 +19,6 @@ from typing import Any
 from studyc.protocol import CHECKPOINTS_DIR, CONFIG, METRICS_FILE, RUN_DIR, SOURCE_RUN_DIR
 from studyc.runtime import wandb_log
 
-_sink: Any = None  # (run directory, open metrics file): reopened if the directory changes
 _wandb_run: Any = None  # opened on the first log() when studyc passed tracking settings
 
 
@@ -89,10 +88,11 @@ def _to_number(name: str, value: Any) -> float:
 def log(step: int | None = None, **metrics: Any) -> None:
     """Record metric values (at ``step``) for the current run.
 
-    Each call appends one JSON line and flushes it, so studyc can follow a run live
-    (progress, stop rules). NaN and inf are kept: a diverged run must be visible.
+    Each call appends one JSON line and closes the file, so studyc can follow a run live
+    (progress, stop rules), also through a cloud bucket mount, which uploads a file once it
+    is closed. NaN and inf are kept: a diverged run must be visible.
     """
-    global _sink, _wandb_run
+    global _wandb_run
     values = {name: _to_number(name, value) for name, value in metrics.items()}
     record: dict[str, Any] = {"t": round(time.time(), 3)}
     if step is not None:
@@ -100,13 +100,9 @@ def log(step: int | None = None, **metrics: Any) -> None:
     record.update(values)
     base = run_dir()
     if base is not None:
-        if _sink is None or _sink[0] != base:
-            if _sink is not None:
-                _sink[1].close()
-            base.mkdir(parents=True, exist_ok=True)
-            _sink = (base, open(base / METRICS_FILE, "a", buffering=1, encoding="utf-8"))
-        _sink[1].write(json.dumps(record) + "\n")
-        _sink[1].flush()
+        base.mkdir(parents=True, exist_ok=True)
+        with open(base / METRICS_FILE, "a", encoding="utf-8") as sink:
+            sink.write(json.dumps(record) + "\n")
     if _wandb_run is None and wandb_log.enabled():
         try:
             _wandb_run = wandb_log.init_from_env(config())

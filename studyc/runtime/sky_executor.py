@@ -15,7 +15,9 @@ skypilot is imported here only, and only when a cloud run or dry run needs it.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import signal
 import threading
 import time
@@ -26,16 +28,23 @@ from pathlib import Path
 from typing import Any, Callable
 
 from studyc.compiler.plan import Plan, RunPlan
-from studyc.compiler.sky import TaskRenderer, restarted_by_skypilot, task_name
+from studyc.compiler.prices import CONTROLLER_IDLE_H, CONTROLLER_PRICE, infra_cloud, read_catalog
+from studyc.compiler.sky import TaskRenderer, pool_name, task_name
 from studyc.errors import RunError
 from studyc.protocol import ATTEMPT, EXIT_CODE_FILE, LOG_FILE, METRICS_FILE, RESUME, WANDB_PREFIX
 from studyc.runtime.executor import Executor, Job, JobState, tail
 from studyc.runtime.results import Results, ResultsError, import_wandb, wandb_series, write_metrics
 from studyc.runtime.store import Store
+from studyc.runtime.wandb_log import group as wandb_group
 from studyc.spec.loader import LoadedStudy
 from studyc.spec.model import Study
 
 INSTALL_HINT = "install the cloud extra: pip install 'studyc[cloud]'"
+# Your own machines: SkyPilot lists their GPUs live, with no price catalog.
+CLUSTERS = {"kubernetes", "ssh", "slurm"}
+# studyc's extra per cloud (SkyPilot's, plus what its jobs' bucket uploads need); pyproject.toml.
+CLOUD_EXTRAS = {"aws": "aws", "gcp": "gcp", "azure": "azure", "kubernetes": "k8s", "vast": "vast",
+                "lambda": "lambda", "runpod": "runpod", "nebius": "nebius"}
 # What studyc asks of sky.jobs.queue_v2 (field names of SkyPilot's ManagedJobRecord).
 FIELDS = ("job_id", "job_name", "status", "failure_reason", "submitted_at", "start_at", "end_at", "recovery_count",
           "job_duration")
@@ -44,6 +53,14 @@ WAITING = {"PENDING", "SUBMITTED", "STARTING", "RECOVERING"}
 # Ended before or outside the run itself: the run's exit code cannot explain these.
 NOT_THE_RUN = {"FAILED_SETUP", "FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED_CONTROLLER"}
 TIMEOUT_EXIT = 124  # `timeout` in the task's run script
+# The jobs controller's failure_reason of a run that failed (skypilot 0.14, sky/jobs/controller.py):
+# "Job exited with exit code 1 (user program failure). To see the details, run: sky jobs logs
+# --controller 7"; with several nodes "exit codes [1, 0]".
+_EXIT_REASON = re.compile(r"Job exited with exit codes? \[?(-?\d+)")
+# FAILED_DRIVER, "most commonly because the user workload ran the node out of memory".
+_DRIVER_REASON = "The job driver on the remote cluster failed"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # SkyPilot's messages carry terminal colours
+LOG_LINES = 50  # lines of a failed job's log fetched from SkyPilot when no bucket has them
 LAUNCH_LOG = "launch.log"
 # Variables of one attempt (not in the compiled task): resuming, and where W&B logs it.
 _ATTEMPT_ENV = (RESUME, ATTEMPT)
@@ -69,13 +86,14 @@ class SkyClient:
         self.cancel = sky.jobs.cancel
         self.get = sky.get
         self.stream_and_get = sky.stream_and_get
-
-
-def studyc_playbook(study: Study) -> Study:
-    """The study as the Scheduler sees it on the cloud: without the playbook entries that
-    SkyPilot already carried out (restarts as they are), so no failure is retried twice."""
-    skip = restarted_by_skypilot(study)
-    return study.model_copy(update={"on_failure": {k: v for k, v in study.on_failure.items() if k not in skip}})
+        self.tail_logs = sky.jobs.tail_logs
+        self.pool_apply = sky.jobs.pool_apply
+        # No jobs controller up: never started yet, or stopped itself after idling.
+        self.ControllerNotUp = sky.exceptions.ClusterNotUpError
+        # No jobs controller at all (even refresh=True cannot start one): no job exists.
+        self.NoController = sky.exceptions.ClusterDoesNotExist
+        # No cloud enabled: every launch fails the same way, so studyc stops at the first.
+        self.NoCloudAccess = sky.exceptions.NoCloudAccessError
 
 
 # ------------------------------------------------------------------ tasks
@@ -97,9 +115,10 @@ class Tasks:
     def secrets(self) -> list[str]:
         return self.renderer.secrets
 
-    def build(self, run: RunPlan, env: dict[str, str] | None = None) -> Any:
-        """The ``sky.Task`` of ``run``; secrets by name, their values from this shell."""
-        config = self.yaml.safe_load(self.renderer.render(run))
+    def build(self, run: RunPlan, env: dict[str, str] | None = None, pool: bool = False) -> Any:
+        """The ``sky.Task`` of ``run`` (``pool``: of the study's job pool, with ``run``'s
+        resources); secrets by name, their values from this shell."""
+        config = self.yaml.safe_load(self.renderer.render_pool(run) if pool else self.renderer.render(run))
         config["workdir"] = self.workdir  # absolute: launched from wherever studyc runs
         config["envs"].update(env or {})
         present = [(name, os.environ[name]) for name in self.secrets if name in os.environ]
@@ -115,6 +134,7 @@ class DryRunTask:
     name: str
     run: RunPlan
     resources: str
+    setup: str
 
 
 @dataclass
@@ -125,20 +145,101 @@ class DryRun:
     recovery_notes: list[str]
     results: str | None
     secrets: dict[str, bool]  # name -> set in this shell
+    problems: list[str]  # what would make SkyPilot refuse or fail the jobs
+    warnings: list[str]  # what could not be checked, or may surprise
+    prices: str  # where the $ figures come from
+    controller_usd: float  # the jobs controller's own VM, over the study's wall-clock
+    pool: str | None = None  # "NAME: N workers (...)" when the jobs run on a job pool
 
 
 def dryrun(loaded: LoadedStudy, plan: Plan) -> DryRun:
     """What `studyc run --cloud` would launch: every task built and validated by SkyPilot,
-    nothing sent anywhere (no network, no credentials)."""
+    and the checks that can be made offline. Nothing sent anywhere (no network, no credentials)."""
     tasks = Tasks(loaded, plan)
-    out = []
+    out, built = [], []
     for run in plan.runs:
         if not run.pending:
             task = tasks.build(run)
-            out.append(DryRunTask(task.name, run, resources_text(task)))
-    renderer = tasks.renderer
-    return DryRun(out, [r for r in plan.runs if r.pending], renderer.recovery, renderer.notes,
-                  loaded.study.cloud.results, {name: name in os.environ for name in tasks.secrets})
+            built.append(task)
+            out.append(DryRunTask(task.name, run, resources_text(task), task.setup or ""))
+    renderer, study = tasks.renderer, loaded.study
+    problems, warnings = offline_checks(study, built, tasks.sky)
+    pool = None
+    if study.cloud.pool is not None and out:
+        renderer.check_pool(plan.runs)
+        workers = tasks.build(out[0].run, pool=True)  # validated by SkyPilot like the jobs
+        pool = (f"{pool_name(study)}: {study.cloud.pool.workers} workers of {resources_text(workers)}, each runs the "
+                "setup once; the jobs run on them one at a time")
+        for task in out:
+            task.setup = workers.setup or ""
+    catalog = read_catalog(infra_cloud(study.cloud.infra))
+    if catalog is not None:
+        prices = f"SkyPilot's {catalog.cloud} catalog ({catalog.path}), {'spot' if study.cloud.use_spot else 'on-demand'}"
+    elif infra_cloud(study.cloud.infra) in CLUSTERS:
+        prices = f"studyc's built-in table (a {infra_cloud(study.cloud.infra)} cluster has no price catalog)"
+    else:
+        prices = ("studyc's built-in table of on-demand prices (no SkyPilot catalog cached"
+                  + (f" for {infra_cloud(study.cloud.infra)}: `sky show-gpus --infra {study.cloud.infra}` fetches it)"
+                     if study.cloud.infra else ": the study names no cloud.infra)"))
+    hourly = (catalog.controller if catalog is not None and catalog.controller else None) or CONTROLLER_PRICE
+    controller_usd = hourly * (plan.totals["wall_hours"] + CONTROLLER_IDLE_H)
+    return DryRun(out, [r for r in plan.runs if r.pending], renderer.recovery, renderer.notes, study.cloud.results,
+                  {name: name in os.environ for name in tasks.secrets}, problems, warnings, prices, controller_usd, pool)
+
+
+def offline_checks(study: Study, tasks: list[Any], sky: Any) -> tuple[list[str], list[str]]:
+    """Problems SkyPilot would only find at launch (or the job at its end), found offline:
+    bucket mounts the cloud cannot do, accelerators its catalog lacks, a setup that installs nothing."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    cloud_name = infra_cloud(study.cloud.infra)
+    try:
+        _feature_checks(study, tasks, sky, problems, warnings)
+    except ImportError as exc:  # SkyPilot's support for that cloud is an extra of its own
+        warnings.append(f"SkyPilot cannot check {cloud_name} here ({exc}); the jobs need it too: "
+                        f"pip install 'studyc[{CLOUD_EXTRAS.get(cloud_name or '', 'cloud')}]'")
+    catalog = read_catalog(cloud_name)
+    wanted = sorted({name for task in tasks for res in task.resources for name in (res.accelerators or {})})
+    if catalog is not None:
+        for name in wanted:
+            if name.upper() not in catalog.gpu:
+                offered = ", ".join(sorted(catalog.gpu)[:12]) or "none"
+                problems.append(f"{name} is not in SkyPilot's {cloud_name} catalog: its jobs would end FAILED_PRECHECKS "
+                                f"(the catalog offers {offered})")
+    elif wanted and cloud_name not in CLUSTERS:
+        warnings.append(f"accelerators ({', '.join(wanted)}) not checked: no SkyPilot catalog is cached"
+                        + (f" for {cloud_name} (`sky show-gpus --infra {study.cloud.infra}` fetches it)" if cloud_name
+                           else " (set cloud.infra to check against one cloud's catalog)"))
+    if not study.run.setup and tasks and "pip install" not in (tasks[0].setup or ""):
+        warnings.append("the jobs install nothing: the workdir is no Python project (no pyproject.toml, setup.py or "
+                        "requirements.txt); set run.setup to what the runs need")
+    return problems, warnings
+
+
+def _feature_checks(study: Study, tasks: list[Any], sky: Any, problems: list[str], warnings: list[str]) -> None:
+    """What the study's cloud cannot do, by SkyPilot's own verdict: mount the results bucket,
+    host the jobs controller."""
+    if tasks:
+        if study.cloud.results:
+            problems += [f"cloud.results {study.cloud.results} cannot be mounted on {cloud}: SkyPilot says \"{why}\"; "
+                         "run elsewhere (cloud.infra) or drop cloud.results and read results from W&B"
+                         for cloud, why in _unsupported(tasks[0], sky, "STORAGE_MOUNTING")]
+        warnings += [f"{cloud} cannot host SkyPilot's jobs controller (\"{why}\"): another cloud must be enabled "
+                     "(`sky check`) to run it, or set jobs.controller.resources in ~/.sky/config.yaml"
+                     for cloud, why in _unsupported(tasks[0], sky, "HOST_CONTROLLERS")]
+
+
+def _unsupported(task: Any, sky: Any, feature: str) -> list[tuple[Any, str]]:
+    """(cloud, SkyPilot's reason) where the task's cloud lacks ``feature``, by SkyPilot's own verdict."""
+    out = []
+    for res in task.resources:
+        if res.cloud is None:
+            continue
+        try:
+            res.cloud.check_features_are_supported(res, {getattr(sky.clouds.CloudImplementationFeatures, feature)})
+        except sky.exceptions.NotSupportedError as exc:
+            out.append((res.cloud, str(exc).strip()))
+    return out
 
 
 def resources_text(task: Any) -> str:
@@ -175,6 +276,9 @@ class CloudOptions:
     launch_workers: int = 4  # launches in flight at once
     settle_s: float = 120.0  # how long a finished job's exit code may take to reach the bucket
     patience_s: float = 300.0  # how long SkyPilot may stay unreachable before studyc gives up
+    # How long a job may wait for a machine (PENDING, STARTING, RECOVERING) before studyc
+    # cancels it: SkyPilot retries provisioning without end when no region has capacity.
+    max_wait_s: float = 2 * 3600.0
 
 
 @dataclass
@@ -182,6 +286,7 @@ class SkyHandle:
     run_id: str
     name: str
     run_dir: Path
+    wandb_group: str = ""  # the W&B group the run logs to (per stage), when it does
     job_id: int | None = None
     launch: Future | None = None  # the launch request, while in flight
     cancelled: bool = False  # by studyc (stop rule, Ctrl-C): a CANCELLED job is not a preemption
@@ -189,6 +294,8 @@ class SkyHandle:
     ended: JobState | None = None
     ended_seen: float | None = None  # when a terminal status was first seen (results may lag behind)
     pulled: float = 0.0  # when its results were last looked for after that
+    waiting_since: float | None = None  # when it last began to wait for a machine
+    absent_since: float | None = None  # when SkyPilot's queue first lacked it
 
     def __str__(self) -> str:
         return f"managed job {self.job_id} ({self.name})" if self.job_id is not None else f"managed job {self.name}"
@@ -215,6 +322,7 @@ class SkyExecutor(Executor):
         self._next_refresh = 0.0
         self._unreachable_since: float | None = None
         self._wake = threading.Event()
+        self.job_pool = pool_name(loaded.study)  # the SkyPilot job pool the jobs run on, if the study has one
 
     def check(self) -> None:
         """Before anything launches: results come back, secrets are set, SkyPilot accepts
@@ -228,17 +336,38 @@ class SkyExecutor(Executor):
             raise RunError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set in this shell; cloud "
                            "runs receive them as SkyPilot secrets, by name",
                            f"export {missing[0]}=... before `studyc run --cloud` (the value is never written to a file)")
-        for run in self.planned:
-            self.tasks.build(run)
+        problems, _ = offline_checks(self.study, [self.tasks.build(run) for run in self.planned], self.tasks.sky)
+        if problems:
+            raise RunError(problems[0], "`studyc run --cloud --dryrun` lists every check")
+        self.tasks.renderer.check_pool(self.planned)
         if self.results is not None:
             self.results.check()
         else:
             import_wandb()  # results come from W&B: fail now, not after the jobs ran
         try:
             self.client.get(self.client.queue_v2(refresh=False, limit=1, fields=["job_id"]))
-        except Exception as exc:  # whatever SkyPilot raises: no server, no credentials
+        except (self.client.ControllerNotUp, self.client.NoController):
+            pass  # a fresh or idle SkyPilot: no job in progress; the first launch starts the controller
+        except Exception as exc:  # whatever else SkyPilot raises: no server, no credentials
             raise RunError(f"SkyPilot's API server did not answer: {exc}",
                            "run `sky check` (cloud credentials) and `sky api status`") from None
+        try:
+            self.start_pool()
+        except Exception as exc:  # before any job: nothing launched, nothing to follow
+            raise RunError(f"SkyPilot could not start the job pool {self.job_pool}: {_ANSI.sub('', str(exc)).strip()}",
+                           "run `sky check`; `sky jobs pool status` shows the pool") from None
+
+    def start_pool(self) -> None:
+        """Bring up the study's job pool (``cloud.pool``), or update it to the study's setup
+        and size: SkyPilot starts the workers, each runs the setup once."""
+        if self.job_pool is None or not self.planned:
+            return
+        from sky.serve.serve_utils import UpdateMode
+
+        task = self.tasks.build(self.planned[0], pool=True)
+        with open(self.store.home / "pool-launch.log", "w", encoding="utf-8") as log:
+            self.client.stream_and_get(self.client.pool_apply(task, self.job_pool, mode=UpdateMode.ROLLING,
+                                                              workers=self.study.cloud.pool.workers), output_stream=log)
 
     # ---------------------------------------------------------------- submit
 
@@ -246,7 +375,8 @@ class SkyExecutor(Executor):
         run = job.run
         env = {k: v for k, v in job.env.items() if k in _ATTEMPT_ENV or k.startswith(_ATTEMPT_ENV_PREFIX)}
         task = self.tasks.build(run, env)
-        handle = SkyHandle(run.id, task_name(self.study.study, run), job.run_dir)
+        handle = SkyHandle(run.id, task_name(self.study.study, run), job.run_dir,
+                           wandb_group=wandb_group(self.study, run.stage))
         self.store.job_submitted(run.id, handle.name)  # before launching: a later studyc finds it by name
         resume = env.get(RESUME) == "1"
         handle.launch = self.pool.submit(self._launch, handle, task, resume)
@@ -259,7 +389,9 @@ class SkyExecutor(Executor):
             self.results.clear(handle.run_id)  # a fresh attempt starts from an empty run directory
         handle.run_dir.mkdir(parents=True, exist_ok=True)
         with open(handle.run_dir / LAUNCH_LOG, "w", encoding="utf-8") as log:
-            job_ids, _ = self.client.stream_and_get(self.client.launch(task, name=handle.name), output_stream=log)
+            request = self.client.launch(task, name=handle.name, pool=self.job_pool) if self.job_pool else \
+                self.client.launch(task, name=handle.name)
+            job_ids, _ = self.client.stream_and_get(request, output_stream=log)
         job_id = int(job_ids[0] if isinstance(job_ids, (list, tuple)) else job_ids)
         if handle.cancelled:  # Ctrl-C or a stop rule while the launch was in flight
             self._cancel_job(job_id)
@@ -277,11 +409,29 @@ class SkyExecutor(Executor):
                 return handle.ended
         self._refresh()
         record = self._records.get(handle.job_id)
-        if record is None:  # not in the queue yet
-            return JobState(running=True, waiting=True)
+        now = time.monotonic()
+        if record is None:  # SkyPilot's queue lacks it: gone, if that lasts
+            handle.absent_since = handle.absent_since or now
+            if now - handle.absent_since < self.options.settle_s:
+                return JobState(running=True, waiting=True)
+            self._note(handle, f"studyc: SkyPilot no longer knows {handle} (its jobs controller was torn down?)")
+            handle.ended = JobState(running=False, failure="crashed")
+            self._following.pop(handle.job_id, None)
+            return handle.ended
+        handle.absent_since = None
         status = record.status.value
         if status not in ("SUCCEEDED", "FAILED", "CANCELLED") and status not in NOT_THE_RUN:
-            return JobState(running=True, waiting=status in WAITING)
+            waiting = status in WAITING
+            handle.waiting_since = (handle.waiting_since or now) if waiting else None
+            if waiting and now - handle.waiting_since > self.options.max_wait_s and not handle.cancelled:
+                waited = now - handle.waiting_since
+                self._note(handle, f"studyc: {handle} waited {waited:.0f} s for a machine ({status}); cancelled "
+                           f"after {self.options.max_wait_s:.0f} s (no capacity for its resources?)")
+                self.cancel(handle)
+                handle.ended = JobState(running=False, failure="crashed")
+                self._following.pop(handle.job_id, None)
+                return handle.ended
+            return JobState(running=True, waiting=waiting)
         return self._conclude(handle, record)
 
     def _launched(self, handle: SkyHandle) -> bool:
@@ -293,6 +443,10 @@ class SkyExecutor(Executor):
             if handle.cancelled:
                 handle.ended = JobState(running=False)
                 return False
+            if isinstance(exc, self.client.NoCloudAccess):
+                raise RunError(f"SkyPilot cannot reach any cloud: {_ANSI.sub('', str(exc)).strip()}",
+                               "run `sky check` and set up the credentials of the study's cloud "
+                               f"({self.study.cloud.infra or 'any'}); nothing was launched") from None
             launch_log = tail(handle.run_dir / LAUNCH_LOG, 20)
             self._note(handle, f"{launch_log}\nstudyc: launching {handle} failed: {exc}".lstrip())
             handle.ended = JobState(running=False, failure="crashed")
@@ -326,7 +480,19 @@ class SkyExecutor(Executor):
                 self._pull(handle)
 
     def _queue(self, **filters: Any) -> list[Any]:
-        records, *_ = self.client.get(self.client.queue_v2(refresh=False, fields=list(FIELDS), **filters))
+        """The records of the jobs asked about. A jobs controller that is not up (it stops
+        itself once idle, so these jobs ended) is started again to tell how they ended; with
+        no controller at all, no job exists."""
+        ask = functools.partial(self.client.queue_v2, fields=list(FIELDS), **filters)
+        try:
+            records, *_ = self.client.get(ask(refresh=False))
+        except self.client.NoController:
+            return []
+        except self.client.ControllerNotUp:
+            try:
+                records, *_ = self.client.get(ask(refresh=True))
+            except self.client.NoController:
+                return []
         return records
 
     def _pull(self, handle: SkyHandle) -> str | None:
@@ -361,9 +527,13 @@ class SkyExecutor(Executor):
                            + (f" ({error})" if error else ""))
             code = 0 if code is None else code
         elif status == "FAILED":
-            failure = "timeout" if code == TIMEOUT_EXIT else None  # None: classified from its log and metrics
-            if code is None:
+            if code is None:  # no bucket, or it never got there: what SkyPilot says, and the job's log
+                code = reason_exit_code(record)
+                self._fetch_log(handle)
                 self._note(handle, f"studyc: {handle} FAILED{_reason(record)}")
+            failure = "timeout" if code == TIMEOUT_EXIT else None  # None: classified from its log and metrics
+            if code is None and _DRIVER_REASON in (getattr(record, "failure_reason", None) or ""):
+                failure = "oom"
         elif status == "CANCELLED":
             if not handle.cancelled:  # not by studyc: the machine or someone else took it away
                 failure = "preempted"
@@ -379,12 +549,29 @@ class SkyExecutor(Executor):
         """Without a bucket, the run's metrics come from W&B (after it ended)."""
         wb = self.wandb
         try:
-            records = wandb_series(wb.project, wb.entity, wb.group or self.study.study, handle.run_id)
+            records = wandb_series(wb.project, wb.entity, handle.wandb_group, handle.run_id)
         except Exception as exc:  # network, login: the run is judged on what is there (nothing)
             self._note(handle, f"studyc: could not read the run's metrics from W&B: {exc}")
             return
         if records:
             write_metrics(handle.run_dir / METRICS_FILE, records)
+
+    def _wandb_group(self, run_id: str) -> str:
+        """The W&B group a run an earlier studyc launched logs to (by its stage)."""
+        row = self.store.db.execute("SELECT stage FROM study_runs WHERE run_id=? LIMIT 1", (run_id,)).fetchone()
+        return wandb_group(self.study, row["stage"] if row is not None else "")
+
+    def _fetch_log(self, handle: SkyHandle) -> None:
+        """The end of a failed job's log, from SkyPilot, into the run's log (what classifies
+        an OOM when no bucket brought the log back)."""
+        if self.results is not None or handle.job_id is None:
+            return
+        handle.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(handle.run_dir / LOG_FILE, "a", encoding="utf-8") as log:
+                self.client.tail_logs(job_id=handle.job_id, follow=False, tail=LOG_LINES, output_stream=log)
+        except Exception as exc:  # the log is a help, not a need: the exit code still classifies
+            self._note(handle, f"studyc: could not fetch the log of {handle}: {exc}")
 
     def _note(self, handle: SkyHandle, text: str) -> None:
         """Add what SkyPilot said to the run's log, where the report's failure notes come from."""
@@ -415,7 +602,8 @@ class SkyExecutor(Executor):
         handles = {}
         for run_id, record in found.items():
             attempt = opened[run_id]
-            handle = SkyHandle(run_id, attempt["job_name"], self.store.run_dir(run_id), job_id=record.job_id)
+            handle = SkyHandle(run_id, attempt["job_name"], self.store.run_dir(run_id),
+                               wandb_group=self._wandb_group(run_id), job_id=record.job_id)
             if attempt["job_id"] is None:
                 self.store.job_submitted(run_id, handle.name, record.job_id)
             self._following[record.job_id] = handle
@@ -466,6 +654,12 @@ class SkyExecutor(Executor):
         if not isinstance(exc, KeyboardInterrupt) or self.options.confirm_cancel is None:
             return False
         return bool(self.options.confirm_cancel([str(h) for h in handles]))
+
+
+def reason_exit_code(record: Any) -> int | None:
+    """The run's exit code as SkyPilot's failure_reason states it, if it does."""
+    match = _EXIT_REASON.search(getattr(record, "failure_reason", None) or "")
+    return int(match.group(1)) if match else None
 
 
 def _reason(record: Any) -> str:

@@ -43,6 +43,12 @@ def unavailable(mode: str | None) -> str | None:
     return "no W&B credentials (run `wandb login`, set WANDB_API_KEY, or set tracking.wandb.mode: offline)"
 
 
+def group(study: "Study", stage: str) -> str:
+    """The W&B group a run of ``stage`` logs to: the stage's own, else the study's."""
+    wb = study.tracking.wandb
+    return (wb.groups.get(stage) if wb else None) or (wb.group if wb else None) or study.study
+
+
 def run_env(study: "Study", arm: str, stage: str, seed: int, attempt: int) -> dict[str, str]:
     """The environment that tells a run where to log in W&B (empty without tracking, or
     when W&B is unavailable here)."""
@@ -51,7 +57,7 @@ def run_env(study: "Study", arm: str, stage: str, seed: int, attempt: int) -> di
         return {}
     env = {
         PREFIX + "PROJECT": wb.project,
-        PREFIX + "GROUP": wb.groups.get(stage) or wb.group or study.study,
+        PREFIX + "GROUP": group(study, stage),
         PREFIX + "TAGS": json.dumps(list(dict.fromkeys([*study.tags, *wb.tags]))),
         PREFIX + "NAME": f"{arm}-s{seed}" + (f"-a{attempt}" if attempt > 1 else ""),
         PREFIX + "JOB_TYPE": stage,

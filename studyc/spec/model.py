@@ -358,14 +358,24 @@ class Tracking(Strict):
     wandb: Wandb | None = Field(None, description="mirror every studyc.log call to W&B")
 
 
+class CloudPool(Strict):
+    workers: int = Field(ge=1, description="machines in the pool: each runs the setup once, then one run at a time")
+    name: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{0,38}$", description="the pool's SkyPilot name "
+                             "(default: derived from the study's name)")
+
+
 class Cloud(Strict):
     infra: str | None = Field(None, description="SkyPilot infra, e.g. 'aws', 'gcp/us-central1', 'k8s', 'vast'")
     use_spot: bool = Field(False, description="run on spot instances (SkyPilot recovers preempted jobs)")
     autostop: Hours | None = Field(None, description="stop an idle cluster after this long")
-    results: str | None = Field(None, pattern=r"^(s3|gs)://[^\s]+$", description="bucket path for run results")
+    results: str | None = Field(None, pattern=r"^(s3|gs|r2|nebius|cw|minio|vastdata)://[^\s]+$",
+                                description="bucket path for run results: s3://, gs:// or an S3-compatible store "
+                                "by SkyPilot's scheme (r2://, nebius://, cw://, minio://, vastdata://)")
     disk_gb: int | None = Field(None, ge=1,
                                 description="disk of each cloud machine, in GB (SkyPilot's default when unset)")
     image_id: str | None = Field(None, description="SkyPilot image_id of the cloud machines, e.g. docker:<image>")
+    pool: CloudPool | None = Field(None, description="run the jobs on a SkyPilot job pool of identical workers "
+                                   "(setup once per worker, not once per run); all runs then share run.resources")
     secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
         default_factory=list, description="environment variables passed to cloud runs as SkyPilot secrets, by name "
         "only (their values come from your shell at launch and are never written into compiled files)")

@@ -11,6 +11,12 @@ mode does, and applies the task's ``job_recovery`` (restarts on errors, recovery
 preemption). State lives in files, so jobs outlive the studyc that launched them, as
 managed jobs do, and any process can follow them.
 
+What it answers where SkyPilot's answer matters (errors, failure reasons, statuses) is
+recorded in ``fixtures/skypilot-<version>.json`` with the version it came from; the fake
+refuses to run against another SkyPilot than the one recorded. Like the real controller,
+there is none until the first launch (``queue_v2(refresh=False)`` raises
+``ClusterNotUpError``); tests can stop it (as its autostop does) or tear it down.
+
 Also runnable as ``python fake_sky.py studyc STATE -- ARGS...``: the real studyc CLI with
 this fake in place of SkyPilot's client (tests kill it and start another).
 """
@@ -28,12 +34,27 @@ import time
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Union
 
+import sky
+from sky import exceptions as sky_exceptions
 from sky.jobs.client.sdk import AUTO_JOB_GROUP
 from sky.jobs.constants import DEFAULT_MANAGED_JOB_FIELDS
 from sky.jobs.state import ManagedJobStatus
 from sky.schemas.api.responses import ManagedJobRecord
 
 TERMINAL = {s.value for s in ManagedJobStatus.terminal_statuses()}
+FIXTURES = Path(__file__).with_name("fixtures")
+RECORDED = json.loads((FIXTURES / f"skypilot-{sky.__version__}.json").read_text())  # no file: not a recorded version
+
+
+def recorded_error(kind: str) -> BaseException:
+    """The exception SkyPilot raises in the recorded situation ``kind``."""
+    entry = RECORDED["errors"][kind]
+    cls = getattr(sky_exceptions, entry["class"].rsplit(".", 1)[1])
+    return cls(entry["message"])
+
+
+def failure_reason(status: str, job_id: int, code: int | None = None) -> str:
+    return RECORDED["failure_reason"][status].replace("{job_id}", str(job_id)).replace("{code}", str(code))
 
 
 class FakeSky:
@@ -42,9 +63,30 @@ class FakeSky:
         (self.root / "jobs").mkdir(parents=True, exist_ok=True)
         self._requests: dict[str, tuple[Any, BaseException | None]] = {}
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.launch_failure: tuple[str, str] | None = None  # (status, failure_reason) of the next jobs
+        # The next jobs end so, with SkyPilot's recorded failure_reason: a key of RECORDED["failure_reason"]
+        # (FAILED_PRECHECKS, FAILED_NO_RESOURCE, FAILED_CONTROLLER, FAILED_driver: FAILED by the driver).
+        self.launch_failure: str | None = None
+        self.stuck_starting = False  # the next jobs never get a machine (STARTING until cancelled)
         self.launch_error: BaseException | None = None  # raised by the next launch request
         self.upload_results = True  # False: the jobs' files never reach the bucket
+        self.pools: dict[str, dict[str, Any]] = {}  # pool name -> what pool_apply was given
+        self.queue_error: BaseException | None = None  # raised by every queue request (server unreachable)
+        # The real client's exception types, as studyc's SkyClient exposes them.
+        self.ControllerNotUp = sky_exceptions.ClusterNotUpError
+        self.NoController = sky_exceptions.ClusterDoesNotExist
+        self.NoCloudAccess = sky_exceptions.NoCloudAccessError
+
+    # ------------------------------------------------------------ controller
+
+    @property
+    def controller(self) -> str:
+        """none (no job launched yet), up, stopped (autostop after idling) or down (torn down)."""
+        path = self.root / "controller"
+        return path.read_text() if path.exists() else "none"
+
+    @controller.setter
+    def controller(self, state: str) -> None:
+        (self.root / "controller").write_text(state)
 
     # ------------------------------------------------------------ requests
 
@@ -71,10 +113,13 @@ class FakeSky:
     def launch(self, task: Any, name: Optional[str] = None, pool: Optional[str] = None,
                num_jobs: Optional[int] = None, job_group: Any = AUTO_JOB_GROUP,
                _need_confirmation: bool = False) -> str:
-        self.calls.append(("launch", {"name": name}))
+        self.calls.append(("launch", {"name": name, "pool": pool}))
+        if pool is not None and pool not in self.pools:  # SkyPilot's client checks this first
+            return self._request(error=ValueError(f"Pool {pool} not found."))
         if self.launch_error is not None:
             error, self.launch_error = self.launch_error, None
             return self._request(error=error)
+        self.controller = "up"  # the first launch starts the jobs controller
         config = task.to_yaml_config()
         (mount, store), = (config.get("file_mounts") or {"": {"source": None}}).items()
         job_id = self._next_id()
@@ -85,7 +130,7 @@ class FakeSky:
             "env": {**config.get("envs", {}), **config.get("secrets", {})},
             "bucket": (store.get("source") if isinstance(store, dict) else store) if self.upload_results else None,
             "recovery": (config.get("resources") or {}).get("job_recovery") or {},
-            "fail": self.launch_failure,
+            "fail": self.launch_failure, "stuck": self.stuck_starting,
         }
         write_job(self.root, job)
         log = open(self.root / "jobs" / f"{job_id}.supervisor.log", "wb")
@@ -100,7 +145,16 @@ class FakeSky:
                  sort_order: Optional[str] = None, statuses: Optional[List[str]] = None,
                  submitted_after: Optional[float] = None, submitted_before: Optional[float] = None,
                  infra_match: Optional[str] = None, name_match: Optional[str] = None) -> str:
-        self.calls.append(("queue_v2", {"job_ids": job_ids, "fields": fields, "name_match": name_match}))
+        self.calls.append(("queue_v2", {"job_ids": job_ids, "fields": fields, "name_match": name_match,
+                                        "refresh": refresh}))
+        if self.queue_error is not None:
+            return self._request(error=self.queue_error)
+        if self.controller in ("none", "down"):
+            return self._request(error=recorded_error("no_controller_refresh" if refresh else "no_controller"))
+        if self.controller == "stopped":
+            if not refresh:
+                return self._request(error=recorded_error("controller_stopped"))
+            self.controller = "up"  # refresh=True starts it again
         jobs = sorted(self.jobs(), key=lambda j: -j["job_id"])
         total_no_filter = len(jobs)
         if job_ids is not None:
@@ -127,6 +181,30 @@ class FakeSky:
                 if job["status"] not in TERMINAL:
                     (self.root / "jobs" / f"{job['job_id']}.cancel").touch()
         return self._request(None)
+
+    def pool_apply(self, task: Any, pool_name: str, mode: Any, workers: Optional[int] = None,
+                   _need_confirmation: bool = False) -> str:
+        """The pool's workers are this machine: its setup runs once, here, per worker."""
+        self.calls.append(("pool_apply", {"pool_name": pool_name, "workers": workers, "mode": mode.value}))
+        self.controller = "up"
+        config = task.to_yaml_config()
+        self.pools[pool_name] = {"workers": workers, "config": config}
+        for _ in range(workers or 1):
+            setup = subprocess.run(["bash", "-c", config.get("setup") or ""], cwd=config["workdir"],
+                                   capture_output=True)
+            if setup.returncode != 0:
+                return self._request(error=RuntimeError(f"setup of a worker of pool {pool_name} failed"))
+        return self._request(None)
+
+    def tail_logs(self, name: Optional[str] = None, job_id: Optional[int] = None, follow: bool = True,
+                  controller: bool = False, refresh: bool = False, tail: Optional[int] = None,
+                  tail_offset: Optional[int] = None, output_stream: Any = None, task: Optional[Union[str, int]] = None,
+                  *, preload_content: bool = True) -> Optional[int]:
+        self.calls.append(("tail_logs", {"job_id": job_id, "follow": follow, "tail": tail}))
+        path = self.root / "machines" / f"{job_id}.log"
+        lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+        (output_stream or sys.stdout).write("".join(lines[-tail:] if tail else lines))
+        return 0
 
     # ------------------------------------------------------------ for tests
 
@@ -240,22 +318,32 @@ def supervise(root: Path, job_id: int) -> None:
         return
     update(status="STARTING")
     time.sleep(0.2)
+    while job["stuck"] and not marker("cancel"):
+        time.sleep(0.1)
+    if marker("cancel"):
+        update(status="CANCELLED", end_at=time.time())
+        return
     if job["fail"]:
-        status, reason = job["fail"]
-        update(status=status, failure_reason=reason, end_at=time.time())
+        update(status=job["fail"].removesuffix("_driver"), failure_reason=failure_reason(job["fail"], job_id, 1),
+               end_at=time.time())
         return
     bucket = _Bucket(job["bucket"], root / "machines" / str(job_id))
     bucket.folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **job["env"], "STUDYC_RESULTS_DIR": str(bucket.folder), "STUDYC_FAKE_JOB": str(job_id)}
     recovery = job["recovery"]
     restarts = 0
+    machine_log = open(root / "machines" / f"{job_id}.log", "ab")  # what `sky jobs logs` shows
     if job["setup"]:
-        if subprocess.run(["bash", "-c", job["setup"]], cwd=job["workdir"], env=env).returncode != 0:
-            update(status="FAILED_SETUP", failure_reason="setup failed", end_at=time.time())
+        setup = subprocess.run(["bash", "-c", job["setup"]], cwd=job["workdir"], env=env, stdout=machine_log,
+                               stderr=subprocess.STDOUT)
+        if setup.returncode != 0:
+            update(status="FAILED_SETUP", failure_reason=failure_reason("FAILED_SETUP", job_id, setup.returncode),
+                   end_at=time.time())
             return
     while True:
         update(status="RUNNING", start_at=job["start_at"] or time.time())
-        proc = subprocess.Popen(["bash", "-c", job["run"]], cwd=job["workdir"], env=env, start_new_session=True)
+        proc = subprocess.Popen(["bash", "-c", job["run"]], cwd=job["workdir"], env=env, start_new_session=True,
+                                stdout=machine_log, stderr=subprocess.STDOUT)
         (jobs / f"{job_id}.pgid").write_text(str(proc.pid))
         preempted = False
         while proc.poll() is None:
@@ -284,7 +372,7 @@ def supervise(root: Path, job_id: int) -> None:
         if code == 0:
             update(status="SUCCEEDED", end_at=time.time())
         else:
-            update(status="FAILED", failure_reason=f"Job {job_id} failed with exit code {code}", end_at=time.time())
+            update(status="FAILED", failure_reason=failure_reason("FAILED", job_id, code), end_at=time.time())
         return
 
 

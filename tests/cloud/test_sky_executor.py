@@ -172,7 +172,8 @@ def test_preemption_is_recovered_by_skypilot_and_the_run_resumes_from_its_checkp
 
 
 def test_oom_is_retried_by_studyc_as_a_new_job_with_the_edited_config(cloud, cloud_study):
-    # crashed: SkyPilot restarts as it is (max_restarts_on_errors=1); oom: studyc, halving batch_size.
+    # SkyPilot is not asked to restart failures (its max_restarts_on_errors would rerun this OOM
+    # as it is first): studyc classifies it and retries it halving batch_size.
     path = cloud_study(config="{base: 0.05, batch_size: 8, oom: 4}", arms="a: {}", extra="""\
         on_failure:
           oom: {retries: 2, config: {batch_size: "batch_size // 2"}}
@@ -180,8 +181,8 @@ def test_oom_is_retried_by_studyc_as_a_new_job_with_the_edited_config(cloud, clo
         """)
     cloud(path)
     jobs = cloud.fake.jobs()
-    assert len(jobs) == 2  # not 3: SkyPilot's own restart is not repeated by studyc
-    assert jobs[0]["status"] == "FAILED" and jobs[0]["recovery_count"] == 1
+    assert len(jobs) == 2
+    assert jobs[0]["status"] == "FAILED" and jobs[0]["recovery_count"] == 0  # no rerun of the OOM as it is
     assert json.loads(jobs[1]["env"]["STUDYC_CONFIG_JSON"])["batch_size"] == 4
     store = cloud.store()
     (run,) = runs_by_arm(store).values()
@@ -203,14 +204,14 @@ def test_the_runs_own_exit_code_and_metrics_decide_its_failure_class(cloud, clou
 
 
 def test_a_job_that_never_ran_is_a_crash_with_skypilots_reason(cloud, cloud_study):
-    cloud.fake.launch_failure = ("FAILED_NO_RESOURCE", "No resource satisfying A100:1 on AWS")
+    cloud.fake.launch_failure = "FAILED_NO_RESOURCE"
     path = cloud_study(arms="a: {}", extra="on_failure: {oom: {retries: 1, config: {base: 'base * 2'}}}\n")
     cloud(path)
     (run,) = runs_by_arm(cloud.store()).values()
     assert (run["status"], run["failure"], run["exit_code"]) == ("failed", "crashed", None)
-    assert "FAILED_NO_RESOURCE: No resource satisfying A100:1 on AWS" in run["log_tail"]
+    assert "FAILED_NO_RESOURCE: sky.exceptions.ResourcesUnavailableError: Failed to acquire resources" in run["log_tail"]
     end = next(e for e in cloud.events if e.kind == "end")
-    assert "No resource satisfying" in end.message
+    assert "Failed to acquire resources" in end.message
 
 
 def test_a_launch_request_that_fails_is_a_crash_with_the_error(cloud, cloud_study):
@@ -390,7 +391,8 @@ def test_ctrl_c_on_the_command_line(tmp_path, fake_sky, cloud_study, flag):
         assert "no terminal to ask whether to cancel the cloud jobs" in out
         assert "left 2 cloud jobs running: managed job" in out
         assert f"`studyc run {path} --cloud` follows them again" in out
-        assert all(j["status"] == "RUNNING" for j in fake_sky.jobs())
+        # Not cancelled (on a busy machine a job may have finished since).
+        assert all(j["status"] in ("RUNNING", "SUCCEEDED") for j in fake_sky.jobs())
 
 
 def test_success_is_confirmed_by_the_exit_code_the_run_wrote(cloud, cloud_study):

@@ -57,9 +57,8 @@ def test_seed_002_task_carries_resources_recovery_and_results(write_study, seed_
     (res,) = aggressive.resources
     assert res.accelerators == {"A100-80GB": 1} and res.use_spot and res.disk_size == 64
     assert str(res.infra.cloud).lower() == "vast"
-    # crashed retries as it is (SkyPilot); preemption recovered by SkyPilot; oom and diverged by studyc.
-    assert res.job_recovery == {"strategy": "EAGER_NEXT_REGION", "max_restarts_on_errors": 2,
-                                "recover_on_exit_codes": [143]}
+    # SkyPilot recovers lost machines only; every failure of the run itself is studyc's, by its class.
+    assert res.job_recovery == {"strategy": "EAGER_NEXT_REGION"}
     text = next(p for p in compiled.tasks if "aggressive" in p.read_text()).read_text()
     assert "# oom: studyc retries up to 2 times as a new job with batch_size = batch_size // 2" in text
     assert list(aggressive.storage_mounts) == ["/studyc-results"]
@@ -77,8 +76,14 @@ def test_recovery_playbook_mapping():
     only_edits = Study.model_validate({**base, "on_failure": {"oom": {"retries": 2, "config": {"b": "b // 2"}}}})
     recovery, notes = job_recovery(only_edits)
     assert recovery is None and notes == ["oom: studyc retries up to 2 times as a new job with b = b // 2"]
-    as_is = Study.model_validate({**base, "on_failure": {"crashed": {"retries": 1}, "diverged": {"retries": 3}}})
-    assert job_recovery(as_is)[0] == {"max_restarts_on_errors": 3}
+    # SkyPilot's own restarts would rerun an OOM as it is (max_restarts_on_errors reruns any
+    # non-zero exit) or restart without bound (recover_on_exit_codes): never asked for.
+    as_is = Study.model_validate({**base, "on_failure": {"crashed": {"retries": 1}, "oom": {"retries": 3},
+                                                         "preempted": {"retries": 2}}})
+    recovery, notes = job_recovery(as_is)
+    assert recovery == {"strategy": "EAGER_NEXT_REGION"}
+    assert "crashed: studyc retries up to 1 time as a new job" in notes
+    assert "preempted (exit 143: SIGTERM the machine survived): studyc retries up to 2 times as a new job" in notes
 
 
 def _two_checkouts(tmp_path: Path, study_text: str) -> list[Path]:
