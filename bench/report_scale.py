@@ -2,8 +2,10 @@
 
 Builds a store (through the Store API, no training) holding a two-stage sweep of 10,000
 runs: 1,000 grid arms x 10 seeds, each run logging 5 series for 100 steps, plus the
-promoted arm's full evaluation. Then times `studyc report`'s work (collect, judge,
-render: report, CSV, plots, JSON artifacts, leaderboard) in this process.
+promoted arm's full evaluation, and the plan.json `studyc run` leaves beside the report.
+Then times `studyc report`'s work (collect, judge, render: report, CSV, plots, JSON
+artifacts, leaderboard) in this process, on the store opened read-only as `studyc report`
+opens it. Target on a quiet 2-core machine: report_s <= 2.
 
     .venv/bin/python bench/report_scale.py [--arms-per-axis 10] [--seeds 10] [--steps 100] [--keep DIR]
 
@@ -26,7 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from studyc.compiler.plan import Compiler  # noqa: E402
-from studyc.orchestrate import promoted_runs, report  # noqa: E402
+from studyc.artifacts import envelope, write_json  # noqa: E402
+from studyc.orchestrate import PLAN_FILE, report  # noqa: E402
+from studyc.report.collect import collect  # noqa: E402
+from studyc.report.judge import Judge  # noqa: E402
 from studyc.runtime.procs import owner_token  # noqa: E402
 from studyc.runtime.store import Store  # noqa: E402
 from studyc.spec.loader import load  # noqa: E402
@@ -109,6 +114,17 @@ def fake_series(rng: random.Random, level: float, steps: int) -> list[dict[str, 
     return out
 
 
+def promoted_runs(loaded, compiler: Compiler, store: Store, stage: str):
+    """The runs of a promoted stage, for the arms its gates promote (as a run builds them)."""
+    study = loaded.study
+    judge = Judge(study, collect(study, store, None))
+    arms: list[str] = []
+    for need in study.stages[stage].needs:
+        promoted, _ = judge.promote(need)
+        arms += [a for a in promoted if a not in arms]
+    return compiler.stage_runs(stage, arms)
+
+
 def fill(store: Store, study: str, runs, steps: int, rng: random.Random) -> None:
     store.add_runs(study, None, runs)
     owner = owner_token()
@@ -141,11 +157,14 @@ def main() -> None:
         rng = random.Random(0)
         fill(store, loaded.study.study, [r for r in plan.runs if not r.pending], args.steps, rng)
         fill(store, loaded.study.study, promoted_runs(loaded, compiler, store, "full"), args.steps, rng)
+    if not (root / "report" / PLAN_FILE).exists():  # what `studyc run` leaves beside the report
+        plan = Compiler(loaded).compile()
+        write_json(root / "report" / PLAN_FILE, envelope("plan", plan.spec_hash, plan.to_dict()))
     setup_s = time.perf_counter() - started
     runs = len(store.study_runs(loaded.study.study, None))
 
     started = time.perf_counter()
-    result = report(loaded, store, root / "report")
+    result = report(loaded, Store(root / ".studyc", readonly=True), root / "report")
     report_s = time.perf_counter() - started
     statuses = ", ".join(f"{k} {h['status']}" for k, h in result.verdicts["hypotheses"].items())
     print(f"report: {result.paths['report']} ({statuses}; tier reached: {result.verdicts['tier_reached']})")

@@ -1,5 +1,11 @@
-"""Versioned JSON artifacts. Every artifact says what wrote it and from which spec, so a
-later studyc can read (or upgrade) an old one."""
+"""Versioned JSON artifacts (plan.json, results.json, verdicts.json), written and read back.
+
+Every artifact says what wrote it (kind, schema_version, studyc_version), from which spec
+(spec_hash) and, unless it must be reproducible byte for byte, in which invocation: every
+artifact one command writes shares one ``invocation_id`` (as dbt's do), so a reader can
+tell a plan.json and a verdicts.json of the same `studyc run` from a mix of two. A reader
+checks the kind and the schema version and upgrades an older artifact step by step.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,31 @@ import math
 import os
 import tempfile
 import time
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from studyc import __version__
+from studyc.errors import RunError
 
 SCHEMA_VERSIONS = {"plan": 1, "results": 1, "verdicts": 1}
+
+# (kind, version) -> a function turning that version's artifact into the next version's.
+# A change to an artifact's shape bumps SCHEMA_VERSIONS[kind] and registers its upgrade here.
+UPGRADES: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+_invocation: str | None = None
+
+
+def begin_invocation() -> str:
+    """Start a new invocation (one CLI command, one API call): a fresh id for the artifacts it writes."""
+    global _invocation
+    _invocation = uuid.uuid4().hex
+    return _invocation
+
+
+def invocation_id() -> str:
+    return _invocation or begin_invocation()
 
 
 def _clean(value: Any) -> Any:
@@ -28,9 +53,12 @@ def _clean(value: Any) -> Any:
 
 
 def envelope(kind: str, spec_hash: str, body: dict[str, Any], timestamp: bool = True) -> dict[str, Any]:
+    """The artifact: metadata then ``body``. ``timestamp=False`` for a reproducible artifact
+    (`studyc compile`: same study, same bytes), which then carries no invocation id either."""
     meta = {"kind": kind, "schema_version": SCHEMA_VERSIONS[kind], "studyc_version": __version__, "spec_hash": spec_hash}
     if timestamp:
         meta["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        meta["invocation_id"] = invocation_id()
     return {"metadata": meta, **_clean(body)}
 
 
@@ -39,7 +67,43 @@ def write_json(path: Path, data: dict[str, Any], indent: int | None = 2) -> None
     JSON, several times faster for large artifacts (json's C encoder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, 0o666 & ~_umask())  # as an ordinary file would be (mkstemp makes it private)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(data, indent=indent, sort_keys=False))
         fh.write("\n")
     os.replace(tmp, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def read_artifact(path: Path, kind: str) -> dict[str, Any] | None:
+    """The artifact at ``path`` upgraded to this studyc's schema, None when there is none.
+    Raises RunError when it is not a ``kind`` artifact, or was written by a newer studyc."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"cannot read {path}: {exc}", "delete it; the next `studyc run` writes it again") from None
+    meta = data.get("metadata") if isinstance(data, dict) else None
+    if not isinstance(meta, dict) or meta.get("kind") != kind or not isinstance(meta.get("schema_version"), int):
+        raise RunError(f"{path} is not a studyc {kind} artifact (no metadata.kind '{kind}' with a schema_version)",
+                       "delete it or point --out elsewhere; the next `studyc run` writes it again")
+    current = SCHEMA_VERSIONS[kind]
+    version = meta["schema_version"]
+    if version > current:
+        raise RunError(f"{path} has {kind} schema version {version}, written by studyc {meta.get('studyc_version')}; "
+                       f"this studyc ({__version__}) reads up to version {current}", "upgrade studyc")
+    while version < current:
+        upgrade = UPGRADES.get((kind, version))
+        if upgrade is None:
+            raise RunError(f"{path} has {kind} schema version {version}, which this studyc cannot upgrade",
+                           "delete it; the next `studyc run` writes it again")
+        data = upgrade(data)
+        version += 1
+        data["metadata"]["schema_version"] = version
+    return data

@@ -15,7 +15,15 @@ from typing import Any, NoReturn
 
 import click
 
+from studyc import protocol
 from studyc.errors import RunError, StudyError, StudyErrors
+
+# Exit codes, so that scripts can tell what happened (documented in `studyc --help`).
+EXIT_OK = 0
+EXIT_USER = 1  # the study, an input or the budget: the message says what to fix
+EXIT_USAGE = 2  # click's own code for a mistyped command line
+EXIT_FAIL_ON = 3  # --fail-on: a hypothesis FAILed (or was not PASS)
+EXIT_INTERNAL = 4  # a bug in studyc
 
 
 def _console(stderr: bool = False):
@@ -48,18 +56,21 @@ def _fail_run_error(err: RunError) -> NoReturn:
     console.print(f"[bold red]error:[/] {escape(err.message)}")
     if err.hint:
         console.print(f"  [cyan]hint:[/] {escape(err.hint)}")
-    sys.exit(1)
+    sys.exit(EXIT_USER)
 
 
 class _Group(click.Group):
     """Turns user errors into one clean screen and bugs into a short report."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from studyc.artifacts import begin_invocation
+
+        begin_invocation()  # every artifact this command writes shares one invocation id
         try:
             return super().invoke(ctx)
         except StudyErrors as exc:
             _show_errors(exc.errors)
-            sys.exit(1)
+            sys.exit(EXIT_USER)
         except RunError as exc:
             _fail_run_error(exc)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
@@ -85,10 +96,20 @@ class _Group(click.Group):
 
             _console(stderr=True).print(f"[bold red]internal error in studyc[/] (a bug, not your study): "
                                         f"{escape(repr(sys.exc_info()[1]))}; {escape(where)}")
-            sys.exit(2)
+            sys.exit(EXIT_INTERNAL)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  ok
+  1  a user error: the study, an input or the budget (the message says what to fix)
+  2  usage: an unknown command or option (click)
+  3  --fail-on: a hypothesis FAILed (or, with 'inconclusive', was not PASS)
+  4  an internal error in studyc (a bug; the traceback is in crash.log)
+"""
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="studyc")
 def main() -> None:
     """studyc: compile a study (arms, hypotheses, budget) into runs, run them, judge
@@ -103,12 +124,13 @@ def main() -> None:
     studyc report STUDY                       re-render the report from the store
     studyc promote STUDY [--to FILE]          write the champion's config into the study (or FILE)
     studyc schema > studyc.schema.json        the JSON Schema of study files, for editors
+    studyc store repair                       a damaged store: restore its backup, or keep what is readable
     """
 
 
 profile_option = click.option("--profile", "-p", default=None, help="Overlay a profile of the study (e.g. cpu).")
 store_option = click.option("--store", "store_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                            envvar="STUDYC_HOME", help="Store directory [default: .studyc, or $STUDYC_HOME].")
+                            envvar=protocol.HOME, help=f"Store directory [default: .studyc, or ${protocol.HOME}].")
 
 
 def _load(path: str, profile: str | None):
@@ -130,10 +152,10 @@ def validate(files: tuple[Path, ...], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"ok": not errors, "files": [str(f) for f in files],
                                "errors": [e.to_dict() for e in errors]}, indent=2))
-        sys.exit(1 if errors else 0)
+        sys.exit(EXIT_USER if errors else EXIT_OK)
     if errors:
         _show_errors(errors)
-        sys.exit(1)
+        sys.exit(EXIT_USER)
     for file in files:
         click.echo(f"ok  {file}")
 
@@ -282,7 +304,7 @@ def _seeds_needed(loaded: Any, store_dir: Path | None, probability: float, desig
     home = store_dir or _default_home()
     results, looks = Results(loaded.study, loaded.profile, [], {}, {}, []), []
     if (home / "store.db").exists():  # a pilot, when the store has one
-        store = _store(home)
+        store = _store(home, readonly=True)
         results, looks = collect(loaded.study, store, loaded.profile), read_looks(store, loaded.study.study, loaded.profile)
     out = seeds_needed(loaded, results, probability, design or design_of(loaded.study, looks))
     if as_json:
@@ -293,7 +315,7 @@ def _seeds_needed(loaded: Any, store_dir: Path | None, probability: float, desig
         for line in summary_lines(out):  # a hypothesis' figures, then its assumptions, indented
             _console().print(escape(line) if line.startswith(" ") else f"[bold]{escape(line)}[/]")
     if any(h["refused"] for h in out["hypotheses"]):
-        sys.exit(1)
+        sys.exit(EXIT_USER)
 
 
 class _Progress:
@@ -302,10 +324,11 @@ class _Progress:
 
     MAX_ROWS = 20
 
-    def __init__(self, plan: Any, live: bool, parallel: int | None = None):
+    def __init__(self, plan: Any, live: bool, parallel: int | None = None, remote: bool = False):
         from studyc.runtime.progress import Tracker
 
-        self.tracker = Tracker(plan.runs, parallel or plan.parallel, needs={s.name: s.after for s in plan.stages})
+        self.tracker = Tracker(plan.runs, parallel or plan.parallel, needs={s.name: s.after for s in plan.stages},
+                               remote=remote)
         self.code = plan.code_version  # in every run id: a reused run ran this very code
         self.console = _console()
         self.live = None
@@ -409,10 +432,10 @@ class _Progress:
             click.echo(f"           {self._summary()}")
 
 
-def _store(store_dir: Path | None):
+def _store(store_dir: Path | None, readonly: bool = False):
     from studyc.runtime.store import Store
 
-    return Store(store_dir)
+    return Store(store_dir, readonly=readonly)
 
 
 @main.command()
@@ -468,9 +491,8 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
         from studyc.errors import did_you_mean
 
         raise RunError(f"--rerun: unknown arm '{unknown[0]}'", did_you_mean(unknown[0], _arm_names(loaded)))
-    from studyc.compiler.plan import compile_plan
-
-    preview = compile_plan(loaded, parallel)
+    compiled = orchestrate.compile_study(loaded, parallel)  # once: execute and report take it from here
+    preview = compiled.plan
     if dryrun:
         _print_dryrun(loaded, preview, set(rerun), store_dir, allow_over_budget)
         return
@@ -488,7 +510,7 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
     from studyc.stageflow import SmokeFailed
 
     stopped = None
-    with _Progress(preview, live, parallel) as progress:
+    with _Progress(preview, live, parallel, remote=cloud) as progress:
         options = _cloud_options(file, profile, progress, cancel_on_interrupt) if cloud else None
         try:
             if until_settled:
@@ -499,7 +521,7 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
                 plan_ = settled.plan
             else:
                 plan_ = orchestrate.execute(loaded, store, progress, set(rerun), allow_over_budget,
-                                            parallel=parallel, cloud=options)
+                                            parallel=parallel, cloud=options, compiled=compiled)
         except SmokeFailed as exc:  # the report says so too
             stopped, plan_ = exc, preview
     if until_settled and stopped is None:
@@ -553,7 +575,7 @@ def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | Non
     home = store_dir or _default_home()
     finished: set[str] = set()
     if (home / "store.db").exists():  # runs that finished earlier are reused, not launched
-        records = _store(home).records([t.run.id for t in dry.tasks])
+        records = _store(home, readonly=True).records([t.run.id for t in dry.tasks])
         finished = {i for i, r in records.items() if r.status == "done"}
     launch = [t for t in dry.tasks if t.run.id not in finished or t.run.arm in rerun]
     console = _console()
@@ -608,9 +630,15 @@ def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | Non
         console.print(f"[bold red]over budget:[/] {escape(v)}")
     if not plan.budget["ok"] and not allow_over_budget:
         console.print("`studyc run --cloud` refuses this plan; --allow-over-budget overrides on purpose")
-        sys.exit(1)
+        sys.exit(EXIT_USER)
     if dry.problems:
-        sys.exit(1)
+        sys.exit(EXIT_USER)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _default_home() -> Path:
@@ -662,7 +690,7 @@ def _exit_for_verdicts(verdicts: dict[str, Any], fail_on: str | None) -> None:
         return
     statuses = [h["status"] for h in verdicts["hypotheses"].values()]
     if "FAIL" in statuses or (fail_on == "inconclusive" and any(s != "PASS" for s in statuses)):
-        sys.exit(3)
+        sys.exit(EXIT_FAIL_ON)
 
 
 @main.command()
@@ -680,7 +708,9 @@ def report(file: Path, profile: str | None, out: Path | None, fail_on: str | Non
     from studyc.runtime.preflight import check_report_dir
 
     check_report_dir(out or orchestrate.default_out(loaded))
-    result = orchestrate.report(loaded, _store(store_dir), out)
+    result = orchestrate.report(loaded, _store(store_dir, readonly=True), out)
+    for note in result.notes:
+        _console().print(f"[yellow]note:[/] {_escape(note)}")
     _print_verdicts(result)
     _exit_for_verdicts(result.verdicts, fail_on)
 
@@ -720,8 +750,10 @@ def _iso(ts: float | None) -> str | None:
 def status(file: Path, profile: str | None, as_json: bool, store_dir: Path | None) -> None:
     """Where each run of the study stands (from the store)."""
     loaded = _load(str(file), profile)
-    rows = status_rows(loaded, _store(store_dir))
-    sequential = _sequential_status(loaded, _store(store_dir))
+    store = _store(store_dir, readonly=True)
+    with store.guard():
+        rows = status_rows(loaded, store)
+        sequential = _sequential_status(loaded, store)
     if as_json:
         click.echo(json.dumps({"study": loaded.study.study, "profile": profile, "runs": rows,
                                **({"sequential": sequential} if sequential else {})}, indent=2))
@@ -787,7 +819,7 @@ def promote(file: Path, profile: str | None, to: Path | None, arm: str | None, d
     if not (home / "store.db").exists():  # no store: nothing to judge, and nothing is created
         raise RunError(f"no results yet: there is no store at {home}",
                        f"run the study first (`studyc run {file}`), or point --store (or $STUDYC_HOME) at its store")
-    done = promote_(file, profile, _store(home), to, arm, dryrun)
+    done = promote_(file, profile, _store(home, readonly=True), to, arm, dryrun)
     if as_json:
         click.echo(json.dumps(done.to_dict(), indent=2))
         return
@@ -811,6 +843,22 @@ def promote(file: Path, profile: str | None, to: Path | None, arm: str | None, d
         console.print(f"decision: {escape(done.decision['then'])}")
     elif done.decision.get("status") == "pending":
         console.print(f"[yellow]decision: pending[/] ({escape(done.decision['because'])})")
+
+
+@main.group(name="store")
+def store_group() -> None:
+    """Look after the store (.studyc/store.db, or $STUDYC_HOME)."""
+
+
+@store_group.command()
+@click.option("--fresh", is_flag=True, help="Start an empty store instead (finished runs will run again).")
+@store_option
+def repair(fresh: bool, store_dir: Path | None) -> None:
+    """Set a damaged store aside (it is kept) and put a working one in its place: the
+    backup taken before the last run when it is sound, else every row still readable."""
+    from studyc.runtime.store import default_home, repair as repair_store
+
+    click.echo(repair_store(store_dir or default_home(), fresh=fresh))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,12 +1,14 @@
-"""`studyc run` as a library call: compile, execute the stages as a graph (each when the
-stages it needs have ended, judging gates and promoting between them), then judge and
-render. `report` re-renders from the store."""
+"""`studyc run` as a library call: compile (once), execute the stages as a graph (each
+when the stages it needs have ended, judging gates and promoting between them), then
+judge and render, writing plan.json beside the report. `report` re-renders from the
+store and the plan.json a run left there."""
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,12 +21,31 @@ from studyc.spec.loader import LoadedStudy
 from studyc.stageflow import StageFlow, check_cloud_evaluations
 
 
+PLAN_FILE = "plan.json"
+
+
 @dataclass
 class Report:
     paths: dict[str, Path]
     verdicts: dict[str, Any]
     out: Path
     preregistration: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)  # what the person should know (the study changed since its runs)
+
+
+@dataclass
+class Compiled:
+    """A study compiled once per command: the plan, and the compiler that builds promoted
+    runs later (it holds what the plan was built from: code version, prices, arms)."""
+
+    compiler: Compiler
+    plan: Plan
+
+
+def compile_study(loaded: LoadedStudy, parallel: int | None = None) -> Compiled:
+    """``parallel`` overrides budget.parallel (`--parallel N`)."""
+    compiler = Compiler(loaded, parallel)
+    return Compiled(compiler, compiler.compile())
 
 
 def default_out(loaded: LoadedStudy) -> Path:
@@ -72,14 +93,16 @@ def check_budget(plan: Plan, allow_over_budget: bool) -> None:
 
 def execute(loaded: LoadedStudy, store: Store, on_event: Callable[[Event], None] = lambda e: None,
             rerun: set[str] | None = None, allow_over_budget: bool = False, executor: Executor | None = None,
-            parallel: int | None = None, cloud: Any = None) -> Plan:
+            parallel: int | None = None, cloud: Any = None, compiled: Compiled | None = None) -> Plan:
     """Run every stage of the study on this machine, or with ``cloud`` (CloudOptions) as
-    SkyPilot managed jobs. Finished runs are reused."""
-    compiler = Compiler(loaded, parallel)
-    plan = compiler.compile()
+    SkyPilot managed jobs. Finished runs are reused. ``compiled``: the study as the caller
+    compiled it (compiled here when not given)."""
+    compiled = compiled or compile_study(loaded, parallel)
+    compiler, plan = compiled.compiler, compiled.plan
     check_budget(plan, allow_over_budget)
     study, profile = loaded.study, loaded.profile
-    with StudyLock(store, study.study, profile):
+    with StudyLock(store, study.study, profile), store.guard("write"):
+        store.backup()  # what `studyc store repair` restores if this run leaves the store damaged
         planned = [r for r in plan.runs if not r.pending]
         store.register_study(study.study, profile, str(loaded.path), plan.spec_hash, plan.checks_hash)
         store.forget_membership(study.study, profile, {(r.stage, r.arm, r.seed) for r in planned})
@@ -102,11 +125,45 @@ def execute(loaded: LoadedStudy, store: Store, on_event: Callable[[Event], None]
 
 
 def report(loaded: LoadedStudy, store: Store, out: Path | None = None, plan: Plan | None = None) -> Report:
-    """Judge and render from the store; runs nothing."""
+    """Judge and render from the store; runs nothing. With ``plan`` (after a run) it is
+    written as plan.json beside the report; without, the plan.json there is read back, and
+    the study is compiled again only when it changed since (or there is none)."""
+    from studyc.artifacts import envelope, write_json
     from studyc.report.pipeline import build_report
 
-    plan = plan or Compiler(loaded).compile()
     out = out or default_out(loaded)
-    built = build_report(loaded.study, store, loaded.profile, out,
-                         {"spec_hash": plan.spec_hash, "checks_hash": plan.checks_hash, "totals": plan.totals})
-    return Report(built.paths, built.verdicts, out, built.preregistration)
+    notes: list[str] = []
+    if plan is not None:
+        write_json(out / PLAN_FILE, envelope("plan", plan.spec_hash, {**plan.to_dict(), "source_hash": _source_hash(loaded)}))
+        facts = {"spec_hash": plan.spec_hash, "checks_hash": plan.checks_hash, "totals": plan.totals}
+    else:
+        facts, notes = _plan_facts(loaded, out)
+    with store.guard():
+        built = build_report(loaded.study, store, loaded.profile, out, facts)
+    return Report(built.paths, built.verdicts, out, built.preregistration, notes)
+
+
+def _source_hash(loaded: LoadedStudy) -> str:
+    """The study file's text and the profile laid over it."""
+    text = "\n".join(loaded.source.lines) + f"\n#profile={loaded.profile or ''}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _plan_facts(loaded: LoadedStudy, out: Path) -> tuple[dict[str, Any], list[str]]:
+    """What the report needs of the plan (hashes, estimated totals): from the plan.json of
+    the last run when the study is unchanged since, else compiled afresh."""
+    from studyc.artifacts import read_artifact
+
+    saved = read_artifact(out / PLAN_FILE, "plan")
+    # The same file (an upgraded studyc may fill in new defaults: same study all the same),
+    # or the same validated study.
+    if saved is not None and (saved.get("source_hash") == _source_hash(loaded)
+                              or saved["metadata"]["spec_hash"] == loaded.spec_hash):
+        return {"spec_hash": saved["spec_hash"], "checks_hash": saved["checks_hash"], "totals": saved["totals"]}, []
+    plan = Compiler(loaded).compile()
+    notes = []
+    if saved is not None:
+        when = saved["metadata"].get("generated_at", "an earlier run")
+        notes.append(f"the study changed since its runs (plan.json of {when}, spec {saved['metadata']['spec_hash']}; "
+                     f"now {loaded.spec_hash}): runs are judged by the study as it is now; estimates are recompiled")
+    return {"spec_hash": plan.spec_hash, "checks_hash": plan.checks_hash, "totals": plan.totals}, notes

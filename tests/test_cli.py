@@ -81,3 +81,27 @@ def test_help_lists_the_commands():
     result = subprocess.run([sys.executable, "-m", "studyc.cli", "--help"], capture_output=True, text=True)
     for command in ("validate", "plan", "run", "status", "report"):
         assert command in result.stdout
+
+
+def test_exit_codes_tell_usage_user_error_and_bug_apart(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # the crash log goes under the working directory
+    assert invoke("plann", PHASE3).exit_code == 2  # usage: click's own code
+    assert invoke("plan", PHASE3, "--no-such-flag").exit_code == 2
+    assert invoke("plan", str(tmp_path / "missing.yaml")).exit_code == 1  # user error
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("studyc.spec.loader.validate_file", bug)
+    result = invoke("validate", PHASE3)
+    assert result.exit_code == 4, result.output
+    assert "internal error in studyc" in result.output and "Traceback" not in result.output
+
+
+def test_help_documents_the_exit_codes():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    text = result.output
+    assert "Exit codes:" in text
+    for code in ("0  ok", "1  a user error", "2  usage", "3  --fail-on", "4  an internal error"):
+        assert code in text

@@ -18,14 +18,14 @@ from studyc.orchestrate_sequential import run_until_settled
 from studyc.report.collect import Results
 from studyc.report.judge import Judge
 from studyc.report.sequential import judge, read_looks
-from studyc.runtime.executor import JobState
+from studyc.runtime.executor import Executor, JobState
 from studyc.runtime.store import Store
 from studyc.spec.loader import load
 
 TRUE = {"far": 0.040, "near": 0.0600, "same_a": 0.050, "same_b": 0.0502}  # true means
 
 
-class InstantExecutor:
+class InstantExecutor(Executor):
     """Writes each run's metrics at submit; every run has ended by the first poll."""
 
     def __init__(self):

@@ -15,131 +15,15 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from studyc.compiler.prices import GPU_MEMORY_GB, gpu_memory_gb
+from studyc.compiler.resources import Demand, Occupancy, Target
 from studyc.errors import RunError
-from studyc.spec.model import Machine
+from studyc.spec.accelerators import parse as parse_accelerators
 
 if TYPE_CHECKING:  # pragma: no cover
     from studyc.compiler.plan import RunPlan
-
-
-@dataclass(frozen=True)
-class Demand:
-    """What one run occupies while it runs."""
-
-    gpus: int
-    vram_gb: float  # on each of its GPUs; 0 means unknown: the GPUs are taken whole
-    cpus: int
-    memory_gb: float
-
-    @classmethod
-    def of(cls, resources: dict[str, Any]) -> "Demand":
-        acc = resources.get("accelerators")
-        gpus = 0
-        if acc:
-            _, _, count = acc.partition(":")
-            gpus = int(count) if count else 1
-        return cls(gpus, float(resources.get("vram_gb") or 0) if gpus else 0.0, int(resources.get("cpus") or 1),
-                   float(resources.get("memory_gb") or 0))
-
-    def text(self) -> str:
-        parts = []
-        if self.gpus:
-            per = f" with {self.vram_gb:g} GB each" if self.vram_gb else " (whole)"
-            parts.append(f"{self.gpus} GPU{'s' if self.gpus > 1 else ''}{per}")
-        parts.append(f"{self.cpus} CPU{'s' if self.cpus > 1 else ''}")
-        if self.memory_gb:
-            parts.append(f"{self.memory_gb:g} GB memory")
-        return ", ".join(parts)
-
-
-@dataclass(frozen=True)
-class Target:
-    """The machine runs are packed onto."""
-
-    gpu_gb: tuple[float | None, ...]  # memory of each GPU; None: unknown, one run per GPU
-    cpus: int | None
-    memory_gb: float | None
-
-    @classmethod
-    def from_machine(cls, machine: Machine | None) -> "Target | None":
-        if machine is None:
-            return None
-        name, _, count = (machine.accelerators or "").partition(":")
-        gpus = machine.gpus
-        if count and "gpus" not in machine.model_fields_set:
-            gpus = int(count)
-        per_gpu = machine.vram_gb or gpu_memory_gb(name or None)
-        return cls(tuple([per_gpu] * gpus), machine.cpus, machine.memory_gb)
-
-    def text(self) -> str:
-        parts = []
-        if self.gpu_gb:
-            size = f" × {self.gpu_gb[0]:g} GB" if self.gpu_gb[0] else ""
-            parts.append(f"{len(self.gpu_gb)} GPU{'s' if len(self.gpu_gb) > 1 else ''}{size}")
-        else:
-            parts.append("no GPU")
-        if self.cpus:
-            parts.append(f"{self.cpus} CPUs")
-        if self.memory_gb:
-            parts.append(f"{self.memory_gb:g} GB memory")
-        return ", ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"gpus": len(self.gpu_gb), "vram_gb": self.gpu_gb[0] if self.gpu_gb else None, "cpus": self.cpus,
-                "memory_gb": self.memory_gb}
-
-
-class Occupancy:
-    """What is in use on the target machine at one moment."""
-
-    def __init__(self, target: Target):
-        self.target = target
-        self.gpu_used = [0.0] * len(target.gpu_gb)
-        self.gpu_runs = [0] * len(target.gpu_gb)
-        self.gpu_whole = [False] * len(target.gpu_gb)
-        self.cpus = 0
-        self.memory_gb = 0.0
-
-    def place(self, d: Demand) -> tuple[int, ...] | None:
-        """The GPUs ``d`` would run on now (first fit, like the runtime), or None."""
-        t = self.target
-        if t.cpus is not None and self.cpus + d.cpus > t.cpus:
-            return None
-        if t.memory_gb and self.memory_gb + d.memory_gb > t.memory_gb + 1e-9:
-            return None
-        if not d.gpus:
-            return ()
-        free = []
-        for g, size in enumerate(t.gpu_gb):
-            if self.gpu_whole[g]:
-                continue
-            if d.vram_gb and size is not None:
-                ok = self.gpu_used[g] + d.vram_gb <= size + 1e-9
-            else:  # memory unknown on either side: the GPU is shared by nobody
-                ok = self.gpu_runs[g] == 0
-            if ok:
-                free.append(g)
-                if len(free) == d.gpus:
-                    return tuple(free)
-        return None
-
-    def take(self, d: Demand, gpus: tuple[int, ...]) -> None:
-        self._add(d, gpus, 1)
-
-    def release(self, d: Demand, gpus: tuple[int, ...]) -> None:
-        self._add(d, gpus, -1)
-
-    def _add(self, d: Demand, gpus: tuple[int, ...], sign: int) -> None:
-        self.cpus += sign * d.cpus
-        self.memory_gb += sign * d.memory_gb
-        for g in gpus:
-            self.gpu_runs[g] += sign
-            self.gpu_used[g] += sign * d.vram_gb
-            if not d.vram_gb or self.target.gpu_gb[g] is None:
-                self.gpu_whole[g] = sign > 0
 
 
 def _who(run: "RunPlan") -> str:
@@ -155,7 +39,7 @@ def check_gpu_memory(runs: Iterable["RunPlan"]) -> None:
         if key in seen or not acc:
             continue
         seen.add(key)
-        name = acc.partition(":")[0]
+        name, _ = parse_accelerators(acc)
         size = gpu_memory_gb(name)
         vram = run.resources.get("vram_gb") or 0
         if size is not None and vram > size:

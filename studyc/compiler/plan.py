@@ -14,6 +14,7 @@ from studyc.compiler import packing
 from studyc.compiler.ids import canonical, code_version, run_id, study_root
 from studyc.compiler.prices import UnknownPrice, hourly_usd, infra_cloud, price_table, read_catalog
 from studyc.errors import RunError
+from studyc.spec.accelerators import gpu_count, parse as parse_accelerators
 from studyc.quoting import shell
 from studyc.spec import expr as E
 from studyc.spec.arms import ArmSpec, deep_merge, expand_arms
@@ -292,7 +293,7 @@ class Compiler:
             return None
         info = target.to_dict()
         machine = self.study.machine
-        name = (machine.accelerators or "").partition(":")[0]
+        name = parse_accelerators(machine.accelerators)[0] or ""
         hourly = self.prices.get(name.upper()) if name else None
         info["usd_per_hour"] = round(hourly * len(target.gpu_gb), 6) if hourly is not None else None
         info["usd"] = round(info["usd_per_hour"] * wall, 4) if hourly is not None else None
@@ -404,5 +405,5 @@ def _slowed(runs: list[RunPlan], held_h: list[float]) -> None:
 
 
 def _gpus(resources: dict[str, Any]) -> int:
-    return packing.Demand.of(resources).gpus
+    return gpu_count(resources.get("accelerators"))
 

@@ -20,9 +20,8 @@ from typing import Any
 from studyc.artifacts import envelope, write_json
 from studyc.compiler.ids import canonical
 from studyc.compiler.plan import DEFAULT_STAGE, Plan, RunPlan
+from studyc import protocol
 from studyc.errors import RunError
-from studyc.runtime.executor import LOG_FILE
-from studyc.runtime.scheduler import CONFIG_FILE, MIN_TIMEOUT_S, TIMEOUT_FACTOR
 from studyc.spec.loader import LoadedStudy
 from studyc.spec.model import Study
 
@@ -31,7 +30,6 @@ TASKS_DIR = "tasks"
 TASK_SUFFIX = ".sky.yaml"
 PLAN_FILE = "plan.json"
 RESULTS_MOUNT = "/studyc-results"  # where cloud.results is mounted on the cloud machine
-EXIT_CODE_FILE = "exit_code"
 # SkyPilot's names where studyc's differ.
 SKY_ACCELERATORS = {"A100-40GB": "A100"}
 # Names of environment variables that hold credentials; never written as values.
@@ -147,39 +145,9 @@ def yaml_comment(text: str) -> str:
     return yaml_scalar(str(text))[1:-1]
 
 
-# The log is written to the machine's own disk and copied into the run directory this
-# often: a file on a MOUNT_CACHED bucket is uploaded only once it is closed.
-LOG_SYNC_S = 30
-
-
 def run_script(run: RunPlan, timeout_s: int) -> str:
-    """The task's ``run:``: the run protocol (config file, run directory, exit status) around
-    the run's command, which is shell-quoted once more for ``bash -c``. It ends with
-    ``(exit "$code")``, not ``exit``, so the block SkyPilot appends (waiting until a cached
-    bucket mount has uploaded everything) still runs, and sees the run's exit status."""
-    log = f'"$STUDYC_RUN_DIR/{LOG_FILE}"'
-    return "\n".join([
-        'export STUDYC_RUN_DIR="${STUDYC_RESULTS_DIR:-$HOME/studyc-results}/$STUDYC_STUDY/$STUDYC_RUN_ID"',
-        f'export STUDYC_CONFIG="$STUDYC_RUN_DIR/{CONFIG_FILE}"',
-        'mkdir -p "$STUDYC_RUN_DIR"',
-        *([f'export STUDYC_SOURCE_RUN_DIR="${{STUDYC_RESULTS_DIR:-$HOME/studyc-results}}/$STUDYC_STUDY/{run.source}"']
-          if run.source else []),  # an evaluation run reads the run it evaluates (in the bucket)
-        "printf '%s\\n' \"$STUDYC_CONFIG_JSON\" > \"$STUDYC_CONFIG\"",
-        'studyc_log="${TMPDIR:-/tmp}/studyc-$STUDYC_RUN_ID.log"',
-        f'cp {log} "$studyc_log" 2>/dev/null || : > "$studyc_log"',
-        # The copier's sleep is killed with it, so no stray process holds the job's output open.
-        f"( trap 'kill $s 2>/dev/null; exit 0' TERM; while :; do sleep {LOG_SYNC_S} & s=$!; wait $s; "
-        f'cp "$studyc_log" {log}; done ) &',
-        "studyc_sync=$!",
-        f"timeout --kill-after=60 {timeout_s} bash -c {shlex.quote(run.command)} 2>&1 "
-        '| tee -a "$studyc_log"',
-        "code=${PIPESTATUS[0]}",
-        'kill "$studyc_sync" 2>/dev/null',
-        f'cp "$studyc_log" {log}',
-        f'printf \'%s\\n\' "$code" > "$STUDYC_RUN_DIR/{EXIT_CODE_FILE}"',
-        '(exit "$code")',
-        "",
-    ])
+    """The task's ``run:``: the run protocol around the run's command."""
+    return protocol.cloud_script(run.command, timeout_s, run.source)
 
 
 # PyPI's torch wheels for Linux bundle CUDA; a machine without a GPU takes the CPU build
@@ -278,13 +246,9 @@ class TaskRenderer:
         if accelerators:
             name, sep, count = accelerators.partition(":")
             accelerators = SKY_ACCELERATORS.get(name.upper(), name) + sep + count
-        timeout_h = res["timeout"] or max(MIN_TIMEOUT_S / 3600, run.est_hours * TIMEOUT_FACTOR)
+        timeout_s = protocol.timeout_s(res, run.est_hours, remote=True)
         envs = dict(run.env)  # the study's own, then the run protocol's (which they cannot override)
-        envs.update({"STUDYC_STUDY": study.study, "STUDYC_RUN_ID": run.id, "STUDYC_ARM": run.arm,
-                     "STUDYC_STAGE": run.stage, "STUDYC_SEED": str(run.seed),
-                     "STUDYC_CONFIG_JSON": canonical(run.config)})
-        if cloud.results:
-            envs["STUDYC_RESULTS_DIR"] = RESULTS_MOUNT
+        envs.update(protocol.cloud_env(study.study, run, canonical(run.config), RESULTS_MOUNT if cloud.results else None))
         return self.template.render(
             study=study.study, run=run, workdir=self.workdir, pool=pool_name(study),
             name=pool_name(study) if pool_workers else task_name(study.study, run),
@@ -297,7 +261,7 @@ class TaskRenderer:
             results=cloud.results, results_dir=RESULTS_MOUNT,
             envs=envs, secrets=self.secrets, pool_workers=pool_workers,
             setup=self.setup(accelerators) if cloud.pool is None or pool_workers else None,
-            script=None if pool_workers else run_script(run, round(timeout_h * 3600)),
+            script=None if pool_workers else run_script(run, round(timeout_s)),
         )
 
 

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Hashable
 
@@ -161,40 +158,6 @@ class Reducer:
         return {**given, **derived}
 
 
-def reduce_series(store: Store, run_ids: list[str]) -> dict[str, dict[str, dict[str, float]]]:
-    """Per run and logged series: last, min, max and mean, computed by SQLite one run at
-    a time (a small in-memory sort each, where one query over millions of metric rows
-    spills a large sort to disk), on parallel read-only connections (sqlite releases
-    the GIL)."""
-    workers = max(1, min(4, os.cpu_count() or 1, len(run_ids) // 250))
-    size = max(1, -(-len(run_ids) // workers))
-
-    def reduce_chunk(chunk: list[str]) -> dict[str, dict[str, dict[str, float]]]:
-        db = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=30) if workers > 1 else store.db
-        try:
-            return {rid: {name: {"last": _nan(last), "min": _nan(lo), "max": _nan(hi), "mean": _nan(mean)}
-                          for name, lo, hi, mean, last in db.execute(_REDUCE_RUN, (rid,))} for rid in chunk}
-        finally:
-            if db is not store.db:
-                db.close()
-
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    with ThreadPoolExecutor(workers) as pool:
-        for part in pool.map(reduce_chunk, [run_ids[i:i + size] for i in range(0, len(run_ids), size)]):
-            out.update(part)
-    return out
-
-
-_REDUCE_RUN = (  # the last value is looked up by key at the series' last seq
-    "SELECT g.name, g.lo, g.hi, g.mean, m.value FROM (SELECT name, MIN(value) lo, MAX(value) hi, AVG(value) mean,"
-    " MAX(seq) last_seq FROM metrics WHERE run_id = ?1 GROUP BY name) g"
-    " JOIN metrics m ON m.run_id = ?1 AND m.seq = g.last_seq AND m.name = g.name")
-
-
-def _nan(value: float | None) -> float:
-    return math.nan if value is None else float(value)  # NaN is stored as NULL
-
-
 def attempt_history(store: Store, run: RunResult) -> list[dict[str, Any]]:
     """Each attempt of a retried run: how it ended and what the retry changed."""
     attempts = store.attempts(run.id)
@@ -210,7 +173,7 @@ def attempt_history(store: Store, run: RunResult) -> list[dict[str, Any]]:
 
 def collect(study: Study, store: Store, profile: str | None) -> Results:
     rows = store.study_runs(study.study, profile)
-    reduced = reduce_series(store, list({r["run_id"] for r in rows if r["status"] in FINISHED}))
+    reduced = store.reduced_series(list({r["run_id"] for r in rows if r["status"] in FINISHED}))
     reducer = Reducer(study)
     stage_order = list(study.stages) or ["main"]
     by_stage: dict[str, dict[str, ArmResult]] = {s: {} for s in stage_order}
@@ -273,10 +236,7 @@ def curves(store: Store, results: Results, arms: list[str], series: str) -> dict
     owner = {r.id: name for name in arms if name in results.arms
              for r in results.arms[name].runs if r.status == "done"}
     points: dict[str, dict[float, list[float]]] = {name: {} for name in arms}
-    rows = store.db.execute(
-        "SELECT run_id, COALESCE(step, seq), value FROM metrics WHERE name = ? AND run_id IN (SELECT value FROM json_each(?))",
-        (series, json.dumps(list(owner))))
-    for rid, step, value in rows:
+    for rid, step, value in store.points(series, list(owner)):
         if value is not None:
             points[owner[rid]].setdefault(step, []).append(value)
     out = {}

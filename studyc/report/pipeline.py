@@ -31,8 +31,7 @@ def build_report(study: Study, store: Store, profile: str | None, out: Path, pla
     """``plan``: spec_hash, checks_hash and totals (the estimates) of the compiled plan."""
     results = collect(study, store, profile)
     if not results.all_runs() and not any(arm.source == "reuse" for arm in results.arms.values()):
-        others = [r["profile"] or "(no profile)" for r in store.db.execute(
-            "SELECT DISTINCT profile FROM study_runs WHERE study = ?", (study.study,))]
+        others = [p or "(no profile)" for p in store.profiles(study.study)]
         hint = (f"it has runs under --profile {', '.join(others)}" if others
                 else "run it first with `studyc run`, or point --store (or $STUDYC_HOME) at the store that has its runs")
         raise RunError(f"the store at {store.home} holds no runs of study '{study.study}'"

@@ -42,10 +42,13 @@ def environment(user_templates: Path):
         loaders.append(jinja2.FileSystemLoader(str(user_templates)))
     loaders.append(jinja2.PackageLoader("studyc", "templates"))
     # Every printed value stays on its line (a newline in a unit or a claim cannot start
-    # markdown of its own); blocks go through `fenced`.
+    # markdown of its own); blocks go through `fenced`. The compiled template is cached
+    # (keyed by its source, in a per-user temp folder): compiling it is a large share of a
+    # small study's report time.
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False,
-                             finalize=lambda v: v if isinstance(v, Verbatim) or not isinstance(v, str) else markdown(v))
+                             finalize=lambda v: v if isinstance(v, Verbatim) or not isinstance(v, str) else markdown(v),
+                             bytecode_cache=jinja2.FileSystemBytecodeCache())
     env.filters["cell"] = markdown
     env.filters["fenced"] = fenced
     env.filters["first_upper"] = lambda v: str(v)[:1].upper() + str(v)[1:]

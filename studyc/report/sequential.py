@@ -34,11 +34,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from studyc.report.collect import Results
 from studyc.report.judge import FAIL, INCONCLUSIVE, PASS, Judge, Verdict
-from studyc.report.stats import MAX_MORE_SEEDS, Estimate
+from studyc.report.stats import MAX_MORE_SEEDS, Estimate, t_sf
 from studyc.spec import expr as E
 from studyc.spec.arms import expand_arms
 from studyc.spec.model import Study
@@ -92,7 +91,7 @@ def confidence_for(multiplier: float, df: float) -> float:
     level at which a t interval is exactly the confidence sequence at this look."""
     if not math.isfinite(multiplier):
         return 1.0
-    tail = float(special.ndtr(-multiplier)) if not math.isfinite(df) else float(special.stdtr(df, -multiplier))
+    tail = t_sf(multiplier, df)  # scipy is imported only when a look needs it
     return 1.0 - 2.0 * tail
 
 

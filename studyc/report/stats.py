@@ -20,7 +20,6 @@ from functools import cached_property, lru_cache
 from typing import Any, Hashable
 
 import numpy as np
-from scipy import special
 
 MAX_MORE_SEEDS = 1000  # beyond this, "more seeds" is no longer advice
 
@@ -206,11 +205,12 @@ def t_quantile(confidence: float, df: float) -> float:
     """The two-sided critical value: t (normal for infinite df)."""
     q = 1 - (1 - confidence) / 2
     if not math.isfinite(df):
-        return float(special.ndtri(q))
-    return float(special.stdtrit(df, q))
+        return float(_special().ndtri(q))
+    return float(_special().stdtrit(df, q))
 
 
 def t_sf(z: float, df: float) -> float:
+    special = _special()
     return float(special.ndtr(-z)) if not math.isfinite(df) else float(special.stdtr(df, -z))
 
 
@@ -287,3 +287,11 @@ def holm(pvalues: dict[str, float]) -> dict[str, float]:
         running = max(running, min(1.0, (m - i) * pvalues[key]))
         adjusted[key] = running
     return adjusted
+
+
+def _special():
+    """scipy.special, imported on the first interval that needs a quantile (it costs a
+    large share of a small study's start-up)."""
+    from scipy import special
+
+    return special

@@ -1,6 +1,8 @@
-"""The executor protocol (submit, poll, cancel) and the local process executor.
+"""The executor interface (a base class: submit, poll and cancel to implement, the rest
+with explicit defaults) and the local process executor.
 
-Each run is a process in its own process group, so cancelling it takes its children too.
+Each local run is a process in its own process group, so cancelling it takes its children
+too. ``studyc.runtime.fake`` has an in-process executor for tests.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from studyc.protocol import CPUS, EXIT_CODE_FILE, LOG_FILE, RUN_DIR
 from studyc.runtime import procs
-
-LOG_FILE = "log.txt"
 
 
 @dataclass
@@ -42,19 +43,51 @@ class JobState:
     failure: str | None = None  # the executor's own verdict, when it knows better than the exit code
 
 
-class Executor(Protocol):
-    """Starts runs and reports on them. An executor may also offer ``wait(handles,
-    timeout)`` (block until one may have ended) and ``reap(handle)`` (make sure a
-    cancelled run is gone); the scheduler uses them when present. One whose runs outlive
-    studyc (the cloud) sets ``remote = True`` (each run has a machine of its own: nothing
-    to pack here) and offers ``follow(run_ids)`` (handles on jobs an earlier studyc left
-    going) and ``on_interrupt(handles, exc)`` (whether to stop the runs in flight)."""
+class Executor:
+    """Starts runs and reports on them: the scheduler's only way to run anything.
 
-    def submit(self, job: Job) -> Any: ...
+    A subclass implements ``submit``, ``poll`` and ``cancel``; every other method has a
+    default that suits an executor whose runs live and die with studyc."""
 
-    def poll(self, handle: Any) -> JobState: ...
+    remote = False  # True: each run has a machine of its own (nothing to pack here) and may outlive studyc
 
-    def cancel(self, handle: Any, sig: int = signal.SIGTERM) -> None: ...
+    def submit(self, job: Job) -> Any:
+        """Start one attempt; returns a handle. OSError: it could not start (the run fails)."""
+        raise NotImplementedError
+
+    def poll(self, handle: Any) -> JobState:
+        raise NotImplementedError
+
+    def cancel(self, handle: Any, sig: int = signal.SIGTERM) -> None:
+        """Ask the run to stop (SIGTERM), or make it stop (SIGKILL)."""
+        raise NotImplementedError
+
+    def now(self) -> float:
+        """The clock runs are timed by (seconds): timeouts, durations, spend."""
+        return time.monotonic()
+
+    def wait(self, handles: list[Any], timeout: float) -> None:
+        """Block until one of ``handles`` may have ended, at most ``timeout`` seconds."""
+        time.sleep(max(0.0, min(timeout, POLL_S) if handles else timeout))
+
+    def reap(self, handle: Any, grace_s: float = 5.0) -> None:
+        """After a run ended or was cancelled: make sure nothing of it is left."""
+
+    def process_group(self, handle: Any) -> int | None:
+        """The run's process group on this machine (recorded so that a later studyc can
+        clean up after one that died), None when it has none here."""
+        return None
+
+    def follow(self, run_ids: list[str]) -> dict[str, Any]:
+        """Handles on runs an earlier studyc left going (runs that outlive studyc), by run id."""
+        return {}
+
+    def on_interrupt(self, handles: list[Any], exc: BaseException | None) -> bool:
+        """On Ctrl-C: whether to stop the runs in flight (else they go on without studyc)."""
+        return True
+
+
+POLL_S = 0.01  # how often an executor that cannot block on its runs looks at them
 
 
 @dataclass
@@ -77,12 +110,12 @@ class LocalHandle:
 # On its way out the shell also leaves the command's exit code in the run directory, so a
 # studyc killed between the command's end and recording it finds that the run ended.
 _LIFELINE = ("trap 'exit 143' TERM; "
-             "trap 'c=$?; printf %s $c > \"$STUDYC_RUN_DIR/.exit_code.part\" && "
-             "mv -f \"$STUDYC_RUN_DIR/.exit_code.part\" \"$STUDYC_RUN_DIR/exit_code\"; exit $c' EXIT; "
+             f"trap 'c=$?; printf %s $c > \"${RUN_DIR}/.{EXIT_CODE_FILE}.part\" && "
+             f"mv -f \"${RUN_DIR}/.{EXIT_CODE_FILE}.part\" \"${RUN_DIR}/{EXIT_CODE_FILE}\"; exit $c' EXIT; "
              "exec 3<&0 </dev/null; { read _ <&3; kill -KILL 0; } & exec 3<&-; ")
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     """Runs jobs as child processes of this machine, each in its own process group, none
     outliving studyc."""
 
@@ -107,7 +140,7 @@ class LocalExecutor:
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env.update(job.env)
         threads = str(job.cpus)
-        env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "STUDYC_CPUS": threads})
+        env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, CPUS: threads})
         # A run sees only the GPUs it was packed onto (none for a CPU run).
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, job.gpus))
         env["PYTHONUNBUFFERED"] = "1"
@@ -126,10 +159,13 @@ class LocalExecutor:
             _close(handle)
         return JobState(running=code is None, exit_code=code)
 
+    def process_group(self, handle: LocalHandle) -> int:
+        return handle.pgid
+
     def wait(self, handles: list[LocalHandle], timeout: float) -> None:
         fds = [h.pidfd for h in handles if h.pidfd is not None]
-        if len(fds) < len(handles) or not fds:  # no pidfds (old kernel): poll
-            time.sleep(max(0.0, min(timeout, 0.01)))
+        if len(fds) < len(handles) or not fds:  # no pidfds (old kernel), or nothing running here: sleep
+            super().wait(handles, timeout)
             return
         poller = select.poll()
         for fd in fds:

@@ -11,6 +11,8 @@ import signal
 import socket
 from pathlib import Path
 
+from studyc.protocol import RUN_ID
+
 _HAVE_PROC = os.path.exists("/proc/self/stat")
 
 
@@ -86,7 +88,7 @@ def run_processes(leader: int, run_id: str) -> list[int]:
     setsid: it keeps the environment it inherited)."""
     if not _HAVE_PROC:
         return []
-    found, needle = [], f"STUDYC_RUN_ID={run_id}".encode()
+    found, needle = [], f"{RUN_ID}={run_id}".encode()
     me = os.getpid()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
@@ -126,6 +128,6 @@ def kill_orphans(pgid: int | None, run_id: str) -> int:
     if not pgid:
         return 0
     members = run_processes(pgid, "")  # the group and session alone: is the leader still this run?
-    if not any(run_env(pid).get("STUDYC_RUN_ID") == run_id for pid in members):
+    if not any(run_env(pid).get(RUN_ID) == run_id for pid in members):
         return 0
     return signal_run(pgid, run_id, signal.SIGKILL)

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from studyc.compiler.plan import RunPlan
-from studyc.runtime.scheduler import Event, host_cpus
+from studyc.compiler.resources import Demand, Target
+from studyc.runtime.scheduler import Event, host_target
 
 ENDED = ("done", "cached", "failed", "skipped")
 
@@ -40,7 +41,8 @@ class Tracker:
     """
 
     def __init__(self, runs: list[RunPlan], parallel: int, clock: Callable[[], float] = time.monotonic,
-                 cpus: int | None = None, needs: dict[str, list[str]] | None = None):
+                 cpus: int | None = None, needs: dict[str, list[str]] | None = None, target: Target | None = None,
+                 remote: bool = False):
         self.clock = clock
         self.began = clock()
         self.views: dict[str, RunView] = {r.id: RunView(r) for r in runs if not r.pending}
@@ -48,8 +50,15 @@ class Tracker:
         self.placeholders: list[RunPlan] = [r for r in runs if r.pending]
         self.stage_order = list(dict.fromkeys(r.stage for r in runs))
         self.needs = needs if needs is not None else {s: self.stage_order[i - 1:i] for i, s in enumerate(self.stage_order)}
-        widest = max((r.resources.get("cpus", 1) for r in runs), default=1)
-        self.slots = max(1, min(parallel, (cpus or host_cpus()) // widest))  # as the scheduler packs them
+        # As many at once as the scheduler places the largest run on this machine (the same
+        # resource model); on the cloud each run has a machine of its own.
+        demands = {Demand.of(r.resources) for r in runs}
+        widest = max(demands, key=lambda d: (d.gpus, d.cpus, d.memory_gb), default=None)
+        if remote or widest is None:
+            self.slots = max(1, parallel)
+        else:
+            target = target or host_target(need_gpus=widest.gpus > 0, cpus=cpus)
+            self.slots = target.capacity(widest, parallel)
         self.usd = 0.0  # spent by attempts that ended
         self.gpu_hours = 0.0
         self.observed_s = 0.0  # real and estimated seconds of attempts that ran to the end

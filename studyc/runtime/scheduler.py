@@ -15,21 +15,20 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from studyc import protocol
 from studyc.compiler.plan import RunPlan, render_command
+from studyc.compiler.resources import Demand, Occupancy, Target
 from studyc.errors import RunError
+from studyc.protocol import CONFIG_FILE, EXIT_CODE_FILE, LOG_FILE, METRICS_FILE
 from studyc.runtime import metrics_file, procs, wandb_log
-from studyc.runtime.executor import LOG_FILE, Executor, Job, JobState, tail
+from studyc.runtime.executor import Executor, Job, JobState, tail
 from studyc.runtime.failures import EditError, StopRules, apply_edits, classify
-from studyc.runtime.sdk import METRICS_FILE
 from studyc.runtime.store import Store
+from studyc.spec.accelerators import gpu_count
 from studyc.spec.model import Study
-
-CONFIG_FILE = "config.json"
-EXIT_CODE_FILE = "exit_code"  # written by the run's shell as it exits (executor._LIFELINE)
-MIN_TIMEOUT_S = 60.0
-TIMEOUT_FACTOR = 3.0
 
 
 @dataclass
@@ -54,7 +53,7 @@ class _Active:
     config: dict[str, Any]
     attempt: int
     started: float
-    timeout_s: float
+    timeout_s: float | None  # None: no limit (protocol.timeout_s)
     gpus: list[int]
     offset: int = 0
     killed_by: str | None = None
@@ -62,6 +61,14 @@ class _Active:
     latest: dict[str, float] = field(default_factory=dict)
     waiting_since: float | None = None  # a cloud job without its machine yet: its clock stands still
     bad_metrics: str | None = None  # why a metrics line was refused, seen live
+
+    def deadline(self) -> float | None:
+        """When the scheduler must act on this run unasked: its timeout, or the SIGKILL after one."""
+        if self.kill_at is not None:
+            return self.kill_at
+        if self.killed_by is None and self.timeout_s is not None and self.waiting_since is None:
+            return self.started + self.timeout_s
+        return None
 
 
 @dataclass
@@ -108,6 +115,11 @@ def host_memory_gb() -> float | None:
     return pages * size / 1e9
 
 
+def host_target(need_gpus: bool, cpus: int | None = None) -> Target:
+    """This machine in the resource model (nvidia-smi asked only when a run needs a GPU)."""
+    return Target(tuple(detect_gpus()) if need_gpus else (), cpus or host_cpus(), host_memory_gb())
+
+
 @dataclass
 class _Queued:
     run: RunPlan
@@ -126,12 +138,12 @@ class Scheduler:
     def __init__(self, study: Study, store: Store, executor: Executor, workdir: str, parallel: int,
                  on_event: Callable[[Event], None] = lambda e: None, rerun: set[str] | None = None,
                  cpus: int | None = None, gpus: list[float] | None = None, memory_gb: float | None = None,
-                 poll_s: float = 0.01, live_s: float = 0.25, spend: Spend | None = None,
+                 live_s: float = 0.25, spend: Spend | None = None,
                  study_key: tuple[str, str | None] | None = None, grace_s: float = 5.0):
         self.study = study
         self.store = store
         self.executor = executor
-        self.remote = getattr(executor, "remote", False)
+        self.remote = executor.remote
         self.workdir = workdir
         self.parallel = parallel
         self.on_event = on_event
@@ -139,7 +151,6 @@ class Scheduler:
         self.cpus = cpus or host_cpus()
         self.gpu_memory = gpus if gpus is not None else None
         self.memory_gb = memory_gb or host_memory_gb()
-        self.poll_s = poll_s
         self.live_s = live_s
         self.grace_s = grace_s
         self.stop_rules = StopRules(study)
@@ -167,7 +178,7 @@ class Scheduler:
             if self.memory_gb and res.get("memory_gb", 0) > self.memory_gb:
                 raise RunError(f"run {run.arm} (seed {run.seed}) needs {res['memory_gb']:g} GB of memory; this machine has "
                                f"{self.memory_gb:.1f} GB", "lower memory_gb, or run on the cloud (--cloud)")
-            need = _gpu_count(res)
+            need = gpu_count(res.get("accelerators"))
             if need:
                 gpus = self._gpus()
                 if len(gpus) < need:
@@ -178,33 +189,21 @@ class Scheduler:
                     raise RunError(f"run {run.arm} needs {res['vram_gb']:g} GB of GPU memory; the largest GPU here has "
                                    f"{max(gpus):.1f} GB", "lower vram_gb/batch size or use a larger GPU")
 
+    def host(self, need_gpus: bool = True) -> Target:
+        """This machine in the resource model (its GPUs looked up only when a run needs one)."""
+        return Target(tuple(self._gpus()) if need_gpus else (), self.cpus, self.memory_gb)
+
     def _place(self, run: RunPlan, active: dict[str, _Active]) -> list[int] | None:
         """GPU indices for ``run`` given what is running, [] for a CPU run, None if it
-        must wait."""
+        must wait: the plan's packing rules (compiler/resources.py) on this machine."""
         if self.remote:
             return []
-        res = run.resources
-        used_cpus = sum(a.run.resources["cpus"] for a in active.values())
-        if active and used_cpus + res["cpus"] > self.cpus:
-            return None
-        if res.get("memory_gb") and self.memory_gb:
-            used_memory = sum(a.run.resources.get("memory_gb", 0) for a in active.values())
-            if used_memory + res["memory_gb"] > self.memory_gb:
-                return None
-        need = _gpu_count(res)
-        if not need:
-            return []
-        gpus = self._gpus()
-        used = [0.0] * len(gpus)
-        busy = [0] * len(gpus)
+        demand = Demand.of(run.resources)
+        occupancy = Occupancy(self.host(need_gpus=bool(demand.gpus) or any(a.gpus for a in active.values())))
         for a in active.values():
-            for g in a.gpus:
-                used[g] += a.run.resources["vram_gb"] or gpus[g]
-                busy[g] += 1
-        vram = res["vram_gb"]
-        # VRAM known: GPUs are shared while memory lasts; unknown: one run per GPU.
-        free = [g for g in range(len(gpus)) if (used[g] + vram <= gpus[g] if vram else busy[g] == 0)]
-        return free[:need] if len(free) >= need else None
+            occupancy.take(Demand.of(a.run.resources), tuple(a.gpus))
+        gpus = occupancy.place(demand)
+        return None if gpus is None else list(gpus)
 
     # ------------------------------------------------------------ execution
 
@@ -248,7 +247,7 @@ class Scheduler:
                         raise Interrupted()
                     size = len(todo) + len(active) + len(elsewhere)
                     progressed = self._start_ready(todo, active, elsewhere)
-                    now = time.monotonic()
+                    now = self.executor.now()
                     live = now - last_live >= self.live_s
                     if live:
                         last_live = now
@@ -259,7 +258,8 @@ class Scheduler:
                     if progressed or size != len(todo) + len(active) + len(elsewhere):
                         release()
                     elif active or elsewhere:
-                        self._wait(active, last_live + self.live_s - time.monotonic())
+                        until = min([last_live + self.live_s] + [d for a in active.values() if (d := a.deadline())])
+                        self.executor.wait([a.handle for a in active.values()], max(0.0, until - self.executor.now()))
             except BaseException as exc:
                 self._interrupt(active, exc)
                 raise
@@ -318,15 +318,14 @@ class Scheduler:
                 continue
             hours = max(0.0, ended - (last["started_at"] or ended)) / 3600
             usd = hours * (run.est_usd / run.est_hours if run.est_hours else 0.0)
-            self.store.finish(run.id, "done", code, None, None, series, usd, hours * _gpu_count(run.resources))
+            self.store.finish(run.id, "done", code, None, None, series, usd, hours * gpu_count(run.resources.get("accelerators")))
             self.on_event(Event("end", run, status="done", attempt=last["attempt"], usd=usd, metrics=_final_values(series),
                                 message="it had ended when the studyc running it stopped; recorded now"))
 
     def _adopt(self, fresh: list[_Queued], todo: deque[_Queued], active: dict[str, _Active]) -> None:
         """Jobs an earlier studyc left going (cloud jobs outlive studyc) are followed
         again as the same attempt, never launched twice."""
-        follow = getattr(self.executor, "follow", None)
-        found = follow([q.run.id for q in fresh]) if follow is not None and fresh else {}
+        found = self.executor.follow([q.run.id for q in fresh]) if fresh else {}
         for item in [q for q in fresh if q.run.id in found]:
             run, handle = item.run, found[item.run.id]
             attempt = self.store.reattach(run.id, self.owner)
@@ -335,12 +334,12 @@ class Scheduler:
             todo.remove(item)
             last = self.store.attempts(run.id)[-1]
             config = json.loads(last["config"]) if last["config"] else run.config
-            active[run.id] = _Active(run, handle, config, attempt, time.monotonic(), self._timeout_s(run), [])
+            active[run.id] = _Active(run, handle, config, attempt, self.executor.now(), self._timeout_s(run), [])
             self.on_event(Event("start", run, status="running", attempt=attempt, message=f"followed again: {handle}"))
 
-    def _timeout_s(self, run: RunPlan) -> float:
-        timeout = run.resources.get("timeout")
-        return timeout * 3600 if timeout else max(MIN_TIMEOUT_S, run.est_hours * 3600 * TIMEOUT_FACTOR)
+    def _timeout_s(self, run: RunPlan) -> float | None:
+        # A remote run's task enforces its own timeout (protocol.cloud_script): never here.
+        return None if self.remote else protocol.timeout_s(run.resources, run.est_hours, remote=False)
 
     def _queued(self, run: RunPlan, record: Any) -> _Queued:
         """A run to start. One whose last attempt was cut short (Ctrl-C, or studyc died)
@@ -368,16 +367,6 @@ class Scheduler:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-    def _wait(self, active: dict[str, _Active], timeout: float) -> None:
-        """Until a run may have ended, or the next live tick (``timeout`` seconds)."""
-        wait = getattr(self.executor, "wait", None)
-        if not active:  # only runs of another studyc: they are looked at on live ticks
-            time.sleep(max(0.0, timeout))
-        elif wait is not None:
-            wait([a.handle for a in active.values()], timeout)
-        else:
-            time.sleep(max(0.0, min(timeout, self.poll_s)))
 
     def _start_ready(self, todo: deque[_Queued], active: dict[str, _Active], elsewhere: dict[str, RunPlan]) -> bool:
         # budget.together: runs go in waves of `parallel` that start together, on an idle machine.
@@ -454,18 +443,9 @@ class Scheduler:
         config_path = run_dir / CONFIG_FILE
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
         env = dict(run.env)
-        env.update({
-            "STUDYC_CONFIG": str(config_path.resolve()),
-            "STUDYC_RUN_DIR": str(run_dir.resolve()),
-            "STUDYC_RUN_ID": run.id,
-            "STUDYC_ARM": run.arm,
-            "STUDYC_STAGE": run.stage,
-            "STUDYC_SEED": str(run.seed),
-            "STUDYC_STUDY": self.study.study,
-            "STUDYC_RESUME": "1" if resume else "0",
-        })
+        env.update(protocol.local_env(self.study.study, run, run_dir, config_path, resume))
         if run.source:  # an evaluation run: the directory of the run it evaluates
-            env["STUDYC_SOURCE_RUN_DIR"] = str(self.store.run_dir(run.source).resolve())
+            env[protocol.SOURCE_RUN_DIR] = str(self.store.run_dir(run.source).resolve())
         env.update(wandb_log.run_env(self.study, run.arm, run.stage, run.seed, attempt))
         command = run.command if config is run.config else _rerender(run, config)
         offset = (run_dir / METRICS_FILE).stat().st_size if resume and (run_dir / METRICS_FILE).exists() else 0
@@ -477,15 +457,15 @@ class Scheduler:
             self.store.finish(run.id, "failed", None, "crashed", message, [], 0.0, 0.0)
             self.on_event(Event("end", run, status="failed", failure="crashed", attempt=attempt, message=message))
             return True
-        self.store.launched(run.id, getattr(handle, "pgid", None))
-        active[run.id] = _Active(run, handle, config, attempt, time.monotonic(), self._timeout_s(run), gpus, offset)
+        self.store.launched(run.id, self.executor.process_group(handle))
+        active[run.id] = _Active(run, handle, config, attempt, self.executor.now(), self._timeout_s(run), gpus, offset)
         self.on_event(Event("start", run, status="running", attempt=attempt, message="resumed" if resume else None))
         return True
 
     def _check(self, active: dict[str, _Active], run_id: str, todo: deque[_Queued], live: bool) -> bool:
         a = active[run_id]
         state = self.executor.poll(a.handle)
-        now = time.monotonic()
+        now = self.executor.now()
         if state.waiting:  # neither time nor money runs while a cloud job waits for its machine
             a.waiting_since = a.waiting_since or now
             return False
@@ -495,17 +475,14 @@ class Scheduler:
         if state.running:
             if live:
                 self._follow(a)
-            # A remote run's task enforces its own timeout, counted from when it (re)starts.
-            if a.killed_by is None and not self.remote and now - a.started > a.timeout_s:
+            if a.killed_by is None and a.timeout_s is not None and now - a.started >= a.timeout_s:
                 self._stop(a, "timeout")
-            elif a.kill_at is not None and now > a.kill_at:  # ignored SIGTERM
+            elif a.kill_at is not None and now >= a.kill_at:  # ignored SIGTERM
                 self.executor.cancel(a.handle, signal.SIGKILL)
                 a.kill_at = None
             return False
         del active[run_id]
-        reap = getattr(self.executor, "reap", None)
-        if reap is not None:
-            reap(a.handle, grace_s=0)  # whatever the run left behind in its process group
+        self.executor.reap(a.handle, grace_s=0)  # whatever the run left behind in its process group
         self._follow(a)
         self._finish(a, state, todo)
         return True
@@ -547,7 +524,7 @@ class Scheduler:
     def _stop(self, a: _Active, why: str) -> None:
         """Ask a run to end (SIGTERM to its group); SIGKILL follows if it lingers."""
         a.killed_by = why
-        a.kill_at = time.monotonic() + self.grace_s
+        a.kill_at = self.executor.now() + self.grace_s
         self.executor.cancel(a.handle, signal.SIGTERM)
 
     def _finish(self, a: _Active, state: JobState, todo: deque[_Queued]) -> None:
@@ -555,16 +532,18 @@ class Scheduler:
         run_dir = self.store.run_dir(run.id)
         metrics = metrics_file.read(run_dir / METRICS_FILE)
         series = metrics.records
+        if a.killed_by == "timeout" and a.timeout_s is not None:  # the log says what stopped it, and the limit
+            _append_line(run_dir / LOG_FILE, protocol.timeout_note(a.timeout_s, self.executor.now() - a.started))
         log_tail = tail(run_dir / LOG_FILE, 50)
         if metrics.bad is not None:  # the run's own output is unusable: its class, whatever else happened
             log_tail = f"{log_tail}\nstudyc: {metrics.bad}".lstrip("\n")
             failure = "bad_metrics"
         else:
             failure = a.killed_by or state.failure or classify(exit_code, log_tail, series, None)
-        hours = (time.monotonic() - a.started) / 3600
+        hours = (self.executor.now() - a.started) / 3600
         hourly = run.est_usd / run.est_hours if run.est_hours else 0.0
         usd = hours * hourly
-        gpu_hours = hours * _gpu_count(run.resources)
+        gpu_hours = hours * gpu_count(run.resources.get("accelerators"))
         self.spend.usd += usd
         self.spend.gpu_hours += gpu_hours
         try:
@@ -599,31 +578,31 @@ class Scheduler:
         the queue, so the store says what is true. Cloud jobs may go on without studyc
         instead (the executor decides): the store keeps them running, and the next
         `studyc run` follows them again."""
-        should_stop = getattr(self.executor, "on_interrupt", None)
-        if active and should_stop is not None and not should_stop([a.handle for a in active.values()], exc):
+        if active and not self.executor.on_interrupt([a.handle for a in active.values()], exc):
             for a in active.values():
                 self.on_event(Event("interrupted", a.run, status="running", attempt=a.attempt, message="left running"))
             active.clear()
             return
         for a in active.values():
             self.executor.cancel(a.handle, signal.SIGTERM)
-        reap = getattr(self.executor, "reap", None)
-        deadline = time.monotonic() + self.grace_s
+        deadline = self.executor.now() + self.grace_s
         for a in active.values():
-            if reap is not None:
-                reap(a.handle, grace_s=max(0.0, deadline - time.monotonic()))
+            self.executor.reap(a.handle, grace_s=max(0.0, deadline - self.executor.now()))
         self.store.requeue(list(active))
         for a in active.values():
             self.on_event(Event("interrupted", a.run, status="queued", attempt=a.attempt))
         active.clear()
 
 
-def _gpu_count(resources: dict[str, Any]) -> int:
-    acc = resources.get("accelerators")
-    if not acc:
-        return 0
-    _, _, count = acc.partition(":")
-    return int(count) if count else 1
+def _append_line(path: Path, line: str) -> None:
+    """``line`` on a line of its own at the end of ``path``."""
+    with open(path, "a+b") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell():
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+        fh.write(line.encode("utf-8") + b"\n")
 
 
 def _rerender(run: RunPlan, config: dict[str, Any]) -> str:

@@ -1,9 +1,9 @@
 """The Python side of the run protocol.
 
-A run is a process. studyc hands it its resolved config as a JSON file named by
-``STUDYC_CONFIG`` and a directory named by ``STUDYC_RUN_DIR``; the run reports metrics as
-JSON lines in ``$STUDYC_RUN_DIR/metrics.jsonl``. These helpers do that for Python
-trainers; any language can follow the same protocol by hand.
+A run is a process that follows the run protocol (``studyc.protocol``): it reads its
+resolved config from the JSON file the protocol names and appends metrics as JSON lines to
+its run directory. These helpers do that for Python trainers; any language can follow
+the same protocol by hand.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from studyc.protocol import CHECKPOINTS_DIR, CONFIG, METRICS_FILE, RUN_DIR, SOURCE_RUN_DIR
 from studyc.runtime import wandb_log
-
-METRICS_FILE = "metrics.jsonl"
 
 _wandb_run: Any = None  # opened on the first log() when studyc passed tracking settings
 
@@ -37,7 +36,7 @@ def config(defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     With ``defaults``, every key the study sets must be one of them (``seed`` aside):
     an unknown key raises UnknownConfigKey, so the run fails saying which key and why."""
     merged = dict(defaults or {})
-    path = os.environ.get("STUDYC_CONFIG")
+    path = os.environ.get(CONFIG)
     if path:
         given = json.loads(Path(path).read_text())
         if defaults is not None:
@@ -57,14 +56,14 @@ def config(defaults: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def run_dir() -> Path | None:
     """The run's own directory, or None when the process was not started by studyc."""
-    value = os.environ.get("STUDYC_RUN_DIR")
+    value = os.environ.get(RUN_DIR)
     return Path(value) if value else None
 
 
 def source_run_dir() -> Path | None:
     """In an evaluation stage: the directory of the run being evaluated (its checkpoints
     in ``checkpoints/``); None in a training run or outside studyc."""
-    value = os.environ.get("STUDYC_SOURCE_RUN_DIR")
+    value = os.environ.get(SOURCE_RUN_DIR)
     return Path(value) if value else None
 
 
@@ -73,7 +72,7 @@ def checkpoint_dir() -> Path | None:
     base = run_dir()
     if base is None:
         return None
-    path = base / "checkpoints"
+    path = base / CHECKPOINTS_DIR
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -29,11 +29,11 @@ from typing import Any, Callable
 
 from studyc.compiler.plan import Plan, RunPlan
 from studyc.compiler.prices import CONTROLLER_IDLE_H, CONTROLLER_PRICE, infra_cloud, read_catalog
-from studyc.compiler.sky import EXIT_CODE_FILE, TaskRenderer, pool_name, task_name
+from studyc.compiler.sky import TaskRenderer, pool_name, task_name
 from studyc.errors import RunError
-from studyc.runtime.executor import LOG_FILE, Job, JobState, tail
+from studyc.protocol import ATTEMPT, EXIT_CODE_FILE, LOG_FILE, METRICS_FILE, RESUME, WANDB_PREFIX
+from studyc.runtime.executor import Executor, Job, JobState, tail
 from studyc.runtime.results import Results, ResultsError, import_wandb, wandb_series, write_metrics
-from studyc.runtime.sdk import METRICS_FILE
 from studyc.runtime.store import Store
 from studyc.runtime.wandb_log import group as wandb_group
 from studyc.spec.loader import LoadedStudy
@@ -63,8 +63,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # SkyPilot's messages carry terminal colo
 LOG_LINES = 50  # lines of a failed job's log fetched from SkyPilot when no bucket has them
 LAUNCH_LOG = "launch.log"
 # Variables of one attempt (not in the compiled task): resuming, and where W&B logs it.
-_ATTEMPT_ENV = ("STUDYC_RESUME", "STUDYC_ATTEMPT")
-_ATTEMPT_ENV_PREFIX = "STUDYC_WANDB_"
+_ATTEMPT_ENV = (RESUME, ATTEMPT)
+_ATTEMPT_ENV_PREFIX = WANDB_PREFIX
 
 
 def import_sky() -> Any:
@@ -301,7 +301,7 @@ class SkyHandle:
         return f"managed job {self.job_id} ({self.name})" if self.job_id is not None else f"managed job {self.name}"
 
 
-class SkyExecutor:
+class SkyExecutor(Executor):
     """One SkyPilot managed job per attempt; see the module's docstring."""
 
     remote = True
@@ -378,7 +378,7 @@ class SkyExecutor:
         handle = SkyHandle(run.id, task_name(self.study.study, run), job.run_dir,
                            wandb_group=wandb_group(self.study, run.stage))
         self.store.job_submitted(run.id, handle.name)  # before launching: a later studyc finds it by name
-        resume = env.get("STUDYC_RESUME") == "1"
+        resume = env.get(RESUME) == "1"
         handle.launch = self.pool.submit(self._launch, handle, task, resume)
         handle.launch.add_done_callback(lambda _: self._wake.set())
         return handle

@@ -1,8 +1,14 @@
-"""The store: SQLite in WAL mode under ``.studyc/``.
+"""The store: SQLite in WAL mode under ``.studyc/``, and the only module that speaks SQL.
 
 Runs are keyed by their content hash, so a finished run is shared by every study that
 plans it. A run's final status and its metric series are written in one transaction:
 a kill at any moment leaves either the whole record or none of it.
+
+The schema is versioned with ``PRAGMA user_version`` (MIGRATIONS bring an older store up
+to date). Read-only commands open the store read-only and create nothing. A store that
+is not a database, or fails SQLite's quick check, is refused with what to do: restore
+the WAL-safe backup studyc takes before each run (``store.db.bak``), or `studyc store
+repair`.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import sqlite3
 import time
@@ -18,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from studyc.errors import RunError
+from studyc.protocol import HOME
 from studyc.runtime import procs
 
 SCHEMA = """
@@ -83,16 +92,66 @@ CREATE TABLE IF NOT EXISTS study_runs (
     PRIMARY KEY (study, profile, stage, arm, seed)
 );
 CREATE INDEX IF NOT EXISTS study_runs_run ON study_runs (run_id);
+CREATE TABLE IF NOT EXISTS series_stats (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    lo REAL,
+    hi REAL,
+    mean REAL,
+    last REAL,
+    last_seq INTEGER,
+    PRIMARY KEY (run_id, name)
+);
 """
 
 STATUSES = ("queued", "running", "done", "failed", "skipped")
+STORE_FILE = "store.db"
+BACKUP_FILE = "store.db.bak"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+# A full `PRAGMA quick_check` reads every page (about a second per 200 MB): on open it is
+# run for stores up to this size and by every command that writes; a larger store opened
+# to read gets the header checks, and the full check as soon as anything fails.
+QUICK_CHECK_MAX_BYTES = 64 * 2**20
 # Columns added after the first release: (table, column, type), added to older stores.
 _ADDED_COLUMNS = [("runs", "owner", "TEXT"), ("runs", "pgid", "INTEGER"),
                   ("attempts", "job_name", "TEXT"), ("attempts", "job_id", "INTEGER")]  # a cloud attempt's managed job
 
 
+def _add_columns(db: sqlite3.Connection) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+# Each run's logged series reduced by SQLite when the run's end is recorded, so that a
+# report reads one row per run and series instead of every metric row.
+_REDUCE = (
+    "INSERT INTO series_stats (run_id, name, lo, hi, mean, last_seq) SELECT run_id, name, MIN(value), MAX(value),"
+    " AVG(value), MAX(seq) FROM metrics WHERE {where} GROUP BY run_id, name")
+_REDUCE_LAST = (
+    "UPDATE series_stats SET last = (SELECT m.value FROM metrics m WHERE m.run_id = series_stats.run_id"
+    " AND m.seq = series_stats.last_seq AND m.name = series_stats.name) WHERE {where}")
+
+
+def _reduce_all(db: sqlite3.Connection) -> None:
+    db.execute("DELETE FROM series_stats")
+    db.execute(_REDUCE.format(where="1"))
+    db.execute(_REDUCE_LAST.format(where="1"))
+
+
+# user_version -> the step that brings a store of that version to the next. Version 0 is
+# a store from before versioning (its tables are created by SCHEMA, its columns added here).
+SCHEMA_VERSION = 2
+MIGRATIONS = {0: _add_columns, 1: _reduce_all}
+
+
+class StoreError(RunError):
+    """The store cannot be used as it is (corrupt, truncated, too new, unwritable)."""
+
+
 def default_home() -> Path:
-    return Path(os.environ.get("STUDYC_HOME", ".studyc"))
+    return Path(os.environ.get(HOME, ".studyc"))
 
 
 @dataclass
@@ -115,23 +174,132 @@ class RunRecord:
 
 
 class Store:
-    def __init__(self, home: Path | None = None):
+    """``readonly``: for commands that only look (status, report): nothing is created or
+    written; a missing store reads as an empty one."""
+
+    def __init__(self, home: Path | None = None, readonly: bool = False):
         self.home = Path(home) if home else default_home()
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.path = self.home / "store.db"
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.path = self.home / STORE_FILE
+        self.readonly = readonly
+        size = self._check_file()
+        if readonly:
+            self.db = self._open_readonly()
+        else:
+            self.home.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=30000")
-        self.db.executescript(SCHEMA)
-        self._migrate()
+        with self.guard("open"):
+            if not readonly or size <= QUICK_CHECK_MAX_BYTES:
+                self._check_health()
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute("PRAGMA busy_timeout=30000")
+                self._migrate()
+
+    def _check_file(self) -> int:
+        """A store file that is empty, cut short or not SQLite is refused, never taken for a
+        new store. Returns its size (0: none yet)."""
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(100)
+                size = os.fstat(fh.fileno()).st_size
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise StoreError(f"cannot read the store {self.path}: {exc.strerror}", "check its permissions") from None
+        if not head:
+            raise self._broken("is empty (0 bytes): truncated, not a new store")
+        if not head.startswith(SQLITE_MAGIC) or len(head) < 100:
+            raise self._broken("is not an SQLite database")
+        page = int.from_bytes(head[16:18], "big")
+        pages = int.from_bytes(head[28:32], "big")  # as of the last checkpoint: the file holds at least these
+        if size < (65536 if page == 1 else page) * pages:
+            raise self._broken(f"is cut short ({size} bytes where its header counts {pages} pages)")
+        return size
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        if not self.path.exists():  # nothing to read: an empty store in memory, nothing on disk
+            db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            db.executescript(SCHEMA)
+            _add_columns(db)
+            return db
+        uri = f"file:{self.path}?mode=ro"
+        try:
+            db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+            return db
+        except sqlite3.OperationalError:
+            # A WAL store in a read-only directory: its shared-memory file cannot be made.
+            # Read the file as it is (nobody can be writing to it there).
+            return sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+
+    def _check_health(self) -> None:
+        row = self.db.execute("PRAGMA quick_check").fetchone()
+        if row is None or row[0] != "ok":
+            raise self._broken(f"fails SQLite's integrity check ({row[0] if row else 'no answer'})")
+
+    def _broken(self, what: str) -> StoreError:
+        backup = self.home / BACKUP_FILE
+        restore = (f"restore the backup studyc took before the last run (cp {backup} {self.path}), or "
+                   if backup.exists() else "")
+        return StoreError(f"the store {self.path} {what}; nothing was read from it",
+                          f"{restore}run `studyc store repair` (keeps what is readable; --fresh starts an empty store)")
+
+    @contextmanager
+    def guard(self, doing: str = "read") -> Iterator[None]:
+        """SQLite errors that mean a damaged store become one StoreError naming the file;
+        a failure of any other kind is checked against the store's health first."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).lower().replace(" ", ""):
+                raise StoreError(f"cannot {doing} the store {self.path}: it is read-only",
+                                 "make it writable, or point --store (or $STUDYC_HOME) at a writable directory") from None
+            try:
+                self._check_health()
+            except sqlite3.DatabaseError:
+                raise self._broken(f"is damaged ({exc})") from None
+            if isinstance(exc, (sqlite3.DataError, sqlite3.IntegrityError, sqlite3.ProgrammingError,
+                                sqlite3.InterfaceError)):
+                raise  # a bug, not the store
+            raise StoreError(f"cannot {doing} the store {self.path}: {exc}",
+                             "check the disk (space, permissions) and try again") from None
 
     def _migrate(self) -> None:
-        for table, column, kind in _ADDED_COLUMNS:
-            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
-            if column not in have:
-                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        """Bring the schema up to SCHEMA_VERSION, one step at a time, in one transaction."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"the store {self.path} has schema version {version}, written by a newer studyc; this "
+                             f"one reads up to version {SCHEMA_VERSION}", "upgrade studyc")
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction() as db:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def backup(self) -> Path | None:
+        """A consistent copy of the store (SQLite's online backup: safe in WAL mode, while
+        other studyc processes write) beside it, taken before a run changes anything."""
+        if self.readonly:
+            return None
+        target = self.home / BACKUP_FILE
+        partial = target.with_name(target.name + ".tmp")
+        with self.guard("back up"):
+            copy = sqlite3.connect(partial)
+            try:
+                self.db.backup(copy)
+            finally:
+                copy.close()
+        os.replace(partial, target)
+        return target
 
     def close(self) -> None:
         self.db.close()
@@ -299,6 +467,9 @@ class Store:
                        (status, failure, exit_code, now, log_tail, run_id, attempt))
             db.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
             db.executemany("INSERT INTO metrics (run_id, seq, step, name, value) VALUES (?,?,?,?,?)", rows)
+            db.execute("DELETE FROM series_stats WHERE run_id=?", (run_id,))
+            db.execute(_REDUCE.format(where="run_id = ?1"), (run_id,))
+            db.execute(_REDUCE_LAST.format(where="run_id = ?1"), (run_id,))
             db.execute("UPDATE runs SET status=?, failure=?, exit_code=?, ended_at=?, log_tail=?, owner=NULL, pgid=NULL,"
                        " usd=COALESCE(usd,0)+?, gpu_hours=COALESCE(gpu_hours,0)+? WHERE id=?",
                        (status if final else "queued", failure, exit_code, now, log_tail, usd or 0.0, gpu_hours or 0.0, run_id))
@@ -367,6 +538,107 @@ class Store:
                 value = row[4] if row[4] is not None else math.nan
                 out[row[0]].append((row[1], row[2], row[3], value))
         return out
+
+    # ------------------------------------------------------------ reductions for the report
+
+    def reduced_series(self, run_ids: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+        """Per run and logged series: last, min, max and mean (reduced by SQLite when the
+        run's end was recorded), in one query."""
+        with self.guard():
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version < 2:  # an older store opened read-only: reduce its metric rows now
+                rows = self.db.execute(
+                    "SELECT g.run_id, g.name, g.lo, g.hi, g.mean, m.value FROM (SELECT run_id, name, MIN(value) lo,"
+                    " MAX(value) hi, AVG(value) mean, MAX(seq) last_seq FROM metrics WHERE run_id IN"
+                    " (SELECT value FROM json_each(?1)) GROUP BY run_id, name) g JOIN metrics m ON m.run_id = g.run_id"
+                    " AND m.seq = g.last_seq AND m.name = g.name", (json.dumps(run_ids),))
+            else:
+                rows = self.db.execute("SELECT run_id, name, lo, hi, mean, last FROM series_stats"
+                                       " WHERE run_id IN (SELECT value FROM json_each(?))", (json.dumps(run_ids),))
+            out: dict[str, dict[str, dict[str, float]]] = {rid: {} for rid in run_ids}
+            for rid, name, lo, hi, mean, last in rows:
+                out[rid][name] = {"last": _nan(last), "min": _nan(lo), "max": _nan(hi), "mean": _nan(mean)}
+        return out
+
+    def points(self, series: str, run_ids: list[str]) -> Iterator[tuple[str, Any, float | None]]:
+        """(run id, step (or seq when the run logged none), value) of one logged series."""
+        with self.guard():
+            yield from self.db.execute(
+                "SELECT run_id, COALESCE(step, seq), value FROM metrics WHERE name = ?"
+                " AND run_id IN (SELECT value FROM json_each(?))", (series, json.dumps(run_ids)))
+
+    def profiles(self, study: str) -> list[str | None]:
+        """The profiles the study has runs under (None: no profile)."""
+        with self.guard():
+            return [r[0] or None for r in self.db.execute(
+                "SELECT DISTINCT profile FROM study_runs WHERE study = ?", (study,))]
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)  # NaN is stored as NULL
+
+
+def repair(home: Path, fresh: bool = False) -> str:
+    """Set a damaged store aside (never deleted) and put a working one in its place: the
+    backup when it is healthy, else every row still readable (``fresh``: an empty store).
+    Returns what was done, in a sentence."""
+    path = home / STORE_FILE
+    if not path.exists():
+        return f"there is no store at {path}: nothing to repair"
+    aside = path.with_name(f"{STORE_FILE}.broken-{time.strftime('%Y%m%dT%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{path}{suffix}").exists():
+            os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+    kept = f"the damaged store is kept as {aside}"
+    if fresh:
+        return f"started an empty store at {path}; {kept}"
+    backup = home / BACKUP_FILE
+    if backup.exists() and _healthy(backup):
+        shutil.copyfile(backup, path)
+        return f"restored {path} from the backup taken before the last run; {kept}"
+    copied = _salvage(aside, path)
+    return f"rebuilt {path} from what was readable ({copied} rows); {kept}"
+
+
+def _healthy(path: Path) -> bool:
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return False
+
+
+def _salvage(broken: Path, path: Path) -> int:
+    """Copy every row that can still be read, table by table, into a new store."""
+    fresh = Store(path.parent)
+    copied = 0
+    try:
+        old = sqlite3.connect(f"file:{broken}?mode=ro", uri=True)
+    except sqlite3.DatabaseError:
+        return 0
+    for table in ("runs", "attempts", "metrics", "studies", "study_runs"):
+        try:
+            columns = [row[1] for row in old.execute(f"PRAGMA table_info({table})")]
+            cursor = old.execute(f"SELECT {', '.join(columns)} FROM {table}")
+        except sqlite3.DatabaseError:
+            continue
+        insert = f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        while True:
+            try:
+                chunk = cursor.fetchmany(1000)
+            except sqlite3.DatabaseError:
+                break  # the rest of this table is unreadable; what came before it is kept
+            if not chunk:
+                break
+            with fresh.transaction() as db:
+                db.executemany(insert, chunk)
+            copied += len(chunk)
+    old.close()
+    fresh.close()
+    return copied
 
 
 def _held_by_another(row: sqlite3.Row, owner: str) -> bool:

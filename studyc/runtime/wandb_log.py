@@ -15,10 +15,12 @@ import os
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from studyc import protocol
+
 if TYPE_CHECKING:  # the run process imports this module: keep it light
     from studyc.spec.model import Study
 
-PREFIX = "STUDYC_WANDB_"
+PREFIX = protocol.WANDB_PREFIX
 
 
 @lru_cache(maxsize=8)
@@ -59,7 +61,7 @@ def run_env(study: "Study", arm: str, stage: str, seed: int, attempt: int) -> di
         PREFIX + "TAGS": json.dumps(list(dict.fromkeys([*study.tags, *wb.tags]))),
         PREFIX + "NAME": f"{arm}-s{seed}" + (f"-a{attempt}" if attempt > 1 else ""),
         PREFIX + "JOB_TYPE": stage,
-        "STUDYC_ATTEMPT": str(attempt),
+        protocol.ATTEMPT: str(attempt),
     }
     if wb.entity:
         env[PREFIX + "ENTITY"] = wb.entity
@@ -77,8 +79,9 @@ def init_from_env(config: dict[str, Any]) -> Any:
     import wandb
 
     env = os.environ
-    meta = {k: env[f"STUDYC_{k.upper()}"] for k in ("run_id", "arm", "stage", "seed", "study", "attempt")
-            if f"STUDYC_{k.upper()}" in env}
+    names = {"run_id": protocol.RUN_ID, "arm": protocol.ARM, "stage": protocol.STAGE, "seed": protocol.SEED,
+             "study": protocol.STUDY, "attempt": protocol.ATTEMPT}
+    meta = {k: env[name] for k, name in names.items() if name in env}
     return wandb.init(
         project=env[PREFIX + "PROJECT"],
         entity=env.get(PREFIX + "ENTITY"),
@@ -88,5 +91,5 @@ def init_from_env(config: dict[str, Any]) -> Any:
         tags=json.loads(env.get(PREFIX + "TAGS", "[]")),
         mode=env.get(PREFIX + "MODE"),  # None: wandb's own default (WANDB_MODE, login state)
         config={**config, "studyc": meta},
-        dir=None if "WANDB_DIR" in env else env.get("STUDYC_RUN_DIR"),  # beside the run's own files
+        dir=None if "WANDB_DIR" in env else env.get(protocol.RUN_DIR),  # beside the run's own files
     )

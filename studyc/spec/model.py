@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
+from studyc import protocol
+from studyc.spec.accelerators import gpu_count, parse as parse_accelerators
 from studyc.spec.configkeys import strip_new
 
 FAILURE_CLASSES = ("oom", "diverged", "timeout", "preempted", "crashed", "bad_metrics")
@@ -81,18 +83,17 @@ class Resources(Strict):
     memory_gb: float = Field(0, ge=0, description="host memory one run needs, in GB")
     disk_gb: int | None = Field(None, ge=1, description="disk one run needs on the cloud, in GB")
     use_spot: bool | None = Field(None, description="run on spot instances (cloud); overrides cloud.use_spot")
-    timeout: Hours | None = Field(None, gt=0, description="a run still going after this is stopped as 'timeout' (default 3x hours, at least 1 minute)")
+    timeout: Hours | None = Field(None, gt=0, description="a run still going after this is stopped as 'timeout'. Without it a local run "
+                                 f"is never stopped for time; a cloud job is stopped after {protocol.CLOUD_TIMEOUT_FACTOR:g}x "
+                                 f"hours (at least {protocol.CLOUD_MIN_TIMEOUT_S:g} s)")
 
     @property
     def accelerator_name(self) -> str | None:
-        return self.accelerators.split(":")[0] if self.accelerators else None
+        return parse_accelerators(self.accelerators)[0]
 
     @property
     def gpus(self) -> int:
-        if not self.accelerators:
-            return 0
-        _, _, count = self.accelerators.partition(":")
-        return int(count) if count else 1
+        return gpu_count(self.accelerators)
 
     @model_validator(mode="after")
     def _accelerator_format(self) -> "Resources":
@@ -120,7 +121,7 @@ class RunSpec(Strict):
 
     command: str = Field(description="shell command; {config.key} and {seed} are filled in, shell-quoted")
     config: ConfigMap = Field(default_factory=dict, description="the config every arm starts from; each run "
-                                   "receives its resolved copy as JSON in $STUDYC_CONFIG")
+                                   f"receives its resolved copy as JSON in ${protocol.CONFIG}")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="one run per seed and arm")
     resources: Resources = Field(default_factory=Resources,
                                  description="what one run needs (arms and stages override it)")

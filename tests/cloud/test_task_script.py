@@ -48,11 +48,11 @@ def test_skypilot_upload_wait_runs_after_the_script_and_sees_its_exit_code(tmp_p
 
 
 def test_log_reaches_the_run_directory_while_the_run_goes_on(tmp_path):
-    from studyc.compiler import sky as compiler_sky
+    from studyc import protocol
 
     # A file on a MOUNT_CACHED bucket is uploaded once closed: the log is copied in, whole.
     script = run_script(_run("echo first; sleep 3; echo second"), 30).replace(
-        f"sleep {compiler_sky.LOG_SYNC_S} &", "sleep 1 &")
+        f"sleep {protocol.LOG_SYNC_S} &", "sleep 1 &")
     proc = subprocess.Popen(["bash", "-c", script], env={
         **os.environ, "STUDYC_RESULTS_DIR": str(tmp_path), "STUDYC_STUDY": "s", "STUDYC_RUN_ID": "r1",
         "STUDYC_CONFIG_JSON": "{}", "TMPDIR": str(tmp_path)}, stdout=subprocess.DEVNULL)

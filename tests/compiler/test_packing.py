@@ -237,3 +237,16 @@ def test_packing_without_a_machine_keeps_every_slot_busy(hours, parallel):
     # List scheduling: never worse than the work spread perfectly plus the longest run.
     assert wall <= sum(hours) / parallel + max(hours) + 1e-9
     assert packing.peak_concurrent(runs) == min(parallel, len(runs))
+
+
+def test_one_gpu_count_parser_and_the_oversubscription_rule():
+    from studyc.compiler.resources import Demand, Occupancy, Target
+    from studyc.spec.accelerators import parse
+
+    assert parse(None) == (None, 0) and parse("H100") == ("H100", 1) and parse("A100-80GB:8") == ("A100-80GB", 8)
+    assert Demand.of({"accelerators": "A100:2", "vram_gb": 10}).gpus == 2
+    occupancy = Occupancy(Target((), 2, None))
+    wide = Demand(0, 0.0, 4, 0.0)
+    assert occupancy.place(wide) == ()  # more cores than the machine has: it runs, alone
+    occupancy.take(wide, ())
+    assert occupancy.place(Demand(0, 0.0, 1, 0.0)) is None

@@ -102,3 +102,19 @@ def test_nothing_left_means_no_eta():
 @pytest.mark.parametrize("seconds, text", [(4.24, "4.2 s"), (42, "42 s"), (185, "3 min 05 s"), (7620, "2 h 07 min")])
 def test_durations_carry_units(seconds, text):
     assert duration_text(seconds) == text
+
+
+def test_eta_slots_follow_the_resource_model():
+    from studyc.compiler.resources import Target
+
+    gpu_runs = [RunPlan(f"g{i}", "a", "main", i, "true", "true", {},
+                        {"accelerators": "A100:1", "vram_gb": 20, "cpus": 1}, {}, 0.01, 0.01, 0.01) for i in range(8)]
+    two_gpus = Target((40.0, 40.0), 64, None)
+    assert Tracker(gpu_runs, parallel=8, target=two_gpus).slots == 4  # two 20 GB runs on each 40 GB GPU
+    assert Tracker(gpu_runs, parallel=3, target=two_gpus).slots == 3  # the study's parallelism caps it
+    assert Tracker(gpu_runs, parallel=8, remote=True).slots == 8  # a machine per cloud job
+    wide = [plan_run(i) for i in range(4)]
+    for run in wide:
+        run.resources["cpus"] = 4
+    assert Tracker(wide, parallel=4, cpus=2).slots == 1  # more cores than the machine has: alone
+    assert Tracker(wide, parallel=4, cpus=8).slots == 2

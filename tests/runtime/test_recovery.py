@@ -16,6 +16,7 @@ from studyc import orchestrate
 from studyc.cli import main
 from studyc.compiler.plan import Compiler
 from studyc.runtime.executor import LocalExecutor
+from studyc.runtime.fake import FakeExecutor
 from studyc.runtime.scheduler import Scheduler
 from studyc.runtime.store import Store
 from studyc.spec.loader import load
@@ -77,14 +78,21 @@ def test_a_run_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path, w
     assert record.failure == "timeout" and record.exit_code == -signal.SIGKILL
 
 
-def test_runs_that_would_cross_the_budget_are_skipped_and_recorded(tmp_path, write_study, slow_trainer):
-    # $1 per CPU-second: each run is estimated at $1.08 but really takes ~2 s (~$2).
-    text = study_text(slow_trainer, config="{steps: 10, sleep: 0.2}", seeds="[0, 1, 2, 3]",
+def steps(run):
+    """A trainer on the fake executor's clock: ``steps`` steps of ``sleep`` seconds."""
+    for i in range(run.config.get("steps", 4)):
+        yield run.config.get("sleep", 0.1)
+        run.log(step=i, nrmse=run.config.get("base", 0.05) + 0.001 * run.config["seed"])
+
+
+def test_runs_that_would_cross_the_budget_are_skipped_and_recorded(tmp_path, write_study):
+    # $1 per CPU-second: each run is estimated at $1.08 but really takes 2 s ($2).
+    text = study_text(Path("train.py"), config="{steps: 10, sleep: 0.2}", seeds="[0, 1, 2, 3]",
                       resources="{hours: 0.0003}", extra="prices: {CPU: 3600}\nbudget: {usd: 5, parallel: 1}\n")
     path = write_study(text)
     store = Store(tmp_path / "store")
     events = []
-    orchestrate.execute(load(str(path)), store, events.append)
+    orchestrate.execute(load(str(path)), store, events.append, executor=FakeExecutor(steps))
     skipped = [e for e in events if e.kind == "skip"]
     done = [e for e in events if e.kind == "end" and e.status == "done"]
     assert len(done) == 2 and len(skipped) == 2
@@ -96,7 +104,7 @@ def test_runs_that_would_cross_the_budget_are_skipped_and_recorded(tmp_path, wri
     assert store.spent("recover", None)[0] == spent
     # What was spent is remembered: running the study again starts nothing new.
     again = []
-    orchestrate.execute(load(str(path)), store, again.append)
+    orchestrate.execute(load(str(path)), store, again.append, executor=FakeExecutor(steps))
     assert {e.kind for e in again} == {"cached", "skip"}
 
     result = CliRunner().invoke(main, ["status", str(path), "--json", "--store", str(tmp_path / "store")])
@@ -109,27 +117,28 @@ def test_runs_that_would_cross_the_budget_are_skipped_and_recorded(tmp_path, wri
     assert "would cross budget.usd" in runs[2]["failure"]
 
 
-def test_a_run_finished_for_one_study_is_reused_by_another(tmp_path, write_study, toy_trainer):
+def test_a_run_finished_for_one_study_is_reused_by_another(tmp_path, write_study):
     store = Store(tmp_path / "store")
-    first = write_study(study_text(toy_trainer, name="first", config="{base: 0.05}", seeds="[0, 1]"), "first.yaml")
-    second = write_study(study_text(toy_trainer, name="second", config="{base: 0.05}", seeds="[0, 1, 2]"), "second.yaml")
-    orchestrate.execute(load(str(first)), store)
+    first = write_study(study_text(Path("train.py"), name="first", config="{base: 0.05}", seeds="[0, 1]"), "first.yaml")
+    second = write_study(study_text(Path("train.py"), name="second", config="{base: 0.05}", seeds="[0, 1, 2]"),
+                         "second.yaml")
+    orchestrate.execute(load(str(first)), store, executor=FakeExecutor(steps))
     events = []
-    orchestrate.execute(load(str(second)), store, events.append)
+    orchestrate.execute(load(str(second)), store, events.append, executor=FakeExecutor(steps))
     assert [(e.kind, e.run.seed) for e in events if e.kind in ("cached", "start")] == [
         ("cached", 0), ("cached", 1), ("start", 2)]
     # --rerun forces the arm again, here for both seeds the first study had.
     events = []
-    orchestrate.execute(load(str(first)), store, events.append, rerun={"a"})
+    orchestrate.execute(load(str(first)), store, events.append, rerun={"a"}, executor=FakeExecutor(steps))
     assert sorted(e.run.seed for e in events if e.kind == "start") == [0, 1]
     assert {store.get(e.run.id).attempts for e in events if e.kind == "start"} == {2}
 
 
-def test_identical_arms_share_one_execution(tmp_path, write_study, toy_trainer):
-    text = study_text(toy_trainer, name="twins", config="{base: 0.05}").replace("  a: {}\n", "  a: {}\n  b: {}\n")
+def test_identical_arms_share_one_execution(tmp_path, write_study):
+    text = study_text(Path("train.py"), name="twins", config="{base: 0.05}").replace("  a: {}\n", "  a: {}\n  b: {}\n")
     store = Store(tmp_path / "store")
     events = []
-    orchestrate.execute(load(str(write_study(text))), store, events.append)
+    orchestrate.execute(load(str(write_study(text))), store, events.append, executor=FakeExecutor(steps))
     assert [e.run.arm for e in events if e.kind == "start"] == ["a"]
     assert [(e.run.arm, e.kind) for e in events if e.kind in ("end", "cached")] == [("a", "end"), ("b", "cached")]
     rows = store.study_runs("twins", None)

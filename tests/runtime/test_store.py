@@ -9,7 +9,7 @@ import subprocess
 
 from studyc.compiler.plan import RunPlan
 from studyc.runtime import procs
-from studyc.runtime.store import Store
+from studyc.runtime.store import SCHEMA_VERSION, Store
 
 
 def plan_run(run_id: str = "r1") -> RunPlan:
@@ -75,3 +75,4 @@ def test_an_older_store_is_upgraded_in_place(tmp_path):
     assert store.get("old").status == "done"
     store.add_runs("s", None, [plan_run()])
     assert store.claim("r1", {}, procs.owner_token()) == 1
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
