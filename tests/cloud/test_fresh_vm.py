@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -72,11 +73,10 @@ def on_the_machine(script: str, env: dict[str, str], cwd: Path, timeout: float) 
 
 
 def test_seed_000_cpu_task_installs_runs_and_delivers_its_results(tmp_path, s3, bucket, s3_endpoint):
-    study_text = SEED_000.read_text().replace(
-        "cloud: {infra: vast, use_spot: false, autostop: 10m}",
-        f"cloud: {{infra: aws, use_spot: false, results: s3://{bucket}/results}}").replace(
-        "vram_gb: 0, hours: 0.005}", "vram_gb: 0, hours: 0.1}")  # a timeout for a busy test machine, not 60 s
-    assert f"s3://{bucket}" in study_text and "hours: 0.1}" in study_text
+    # The study's own cloud section, pointed at AWS with the local bucket (Vast cannot mount one).
+    study_text, replaced = re.subn(r"(?m)^cloud: \{.*\}.*$", f"cloud: {{infra: aws, use_spot: false, "
+                                   f"results: s3://{bucket}/results}}", SEED_000.read_text())
+    assert replaced == 1
     loaded = load(SEED_000, "cpu", text=study_text)
     plan = compile_plan(loaded)
     compiled = write_compiled(loaded, plan, tmp_path / "out")
