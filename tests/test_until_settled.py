@@ -162,12 +162,31 @@ def test_status_json_carries_the_latest_look(tmp_path, study):
     assert h2["open"] and h2["seeds_per_arm"] == 4 and "needs ≤ ref.nrmse = 0.0606" in h2["interval"]
 
 
-def test_a_fixed_design_keeps_the_checks_hash_it_had_before_designs_existed(study):
+def test_a_fixed_design_keeps_the_checks_hash_it_had_before_designs_existed(study, tmp_path):
     """Stores registered before `stats.design` existed must not see their checks 'changed'."""
     from studyc.compiler.plan import checks_hash
 
-    seed000 = load(Path(__file__).resolve().parents[1] / "studies" / "burgers_phase3_ablation.yaml", "cpu").study
-    assert checks_hash(seed000) == "388ed0dfb638ef0f"  # as studyc computed it before this key
+    pinned = tmp_path / "pinned.yaml"
+    pinned.write_text(textwrap.dedent("""\
+        study: pinned
+        run:
+          command: python train.py
+          config: {lr: 0.001}
+          seeds: [0, 1, 2]
+        metrics:
+          nrmse: {goal: min}
+        baselines:
+          ref: {nrmse: 0.0606}
+        arms:
+          a: {config: {lr: 0.01}}
+        hypotheses:
+          H1: {claim: a beats the reference, check: a.nrmse <= ref.nrmse}
+        tiers: {minimum: champion.nrmse <= 0.07}
+        decision:
+          - {if: H1, then: promote}
+          - else: analyse
+        """))
+    assert checks_hash(load(pinned).study) == "18a5be3107392487"  # as studyc 0.1.0 computed it, before this key
     assert checks_hash(study(design="fixed").study) != checks_hash(study().study)
 
 

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"error: {path} does not exist: the evaluated run saved no checkpoint (did it finish?)")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg = dict(ckpt["config"])
-    ours = {**studyc.config({}), **parse_overrides(argv)}
+    ours = {**studyc.config(), **parse_overrides(argv)}  # the evaluated run's whole config: read, not checked
     cfg.update({k: ours[k] for k in EVAL_KEYS if k in ours})
     if os.environ.get("STUDYC_CPUS"):
         torch.set_num_threads(max(1, int(os.environ["STUDYC_CPUS"])))

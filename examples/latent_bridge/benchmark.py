@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"error: {path} does not exist: the benchmarked run saved no models (did it finish?)")
     saved = torch.load(path, map_location="cpu", weights_only=True)
     cfg = dict(saved["config"])
-    cfg["eval_examples"] = studyc.config({}).get("eval_examples", cfg["eval_examples"])
+    cfg["eval_examples"] = studyc.config().get("eval_examples", cfg["eval_examples"])
     device, autocast = setup_device(cfg["device"])
     _, _, test = make_splits(cfg, int(cfg["seed"]))
     test = Split(test.questions[: cfg["eval_examples"]].to(device), test.answers[: cfg["eval_examples"]].to(device))
