@@ -186,6 +186,8 @@ class Store:
             self.db = self._open_readonly()
         else:
             self.home.mkdir(parents=True, exist_ok=True)
+            if not size:
+                self._create()
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         with self.guard("open"):
@@ -217,6 +219,26 @@ class Store:
         if size < (65536 if page == 1 else page) * pages:
             raise self._broken(f"is cut short ({size} bytes where its header counts {pages} pages)")
         return size
+
+    def _create(self) -> None:
+        """A new store appears whole: built aside, then linked into place without replacing
+        one another studyc made meanwhile, so no reader ever sees a half-made (empty) file."""
+        aside = self.path.with_name(f".{STORE_FILE}.{os.getpid()}.new")
+        try:
+            self.db = sqlite3.connect(aside, isolation_level=None)
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self._migrate()
+            finally:
+                self.db.close()
+            os.link(aside, self.path)
+        except FileExistsError:
+            pass  # another studyc created it first: use theirs
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot create the store {self.path}: {exc}",
+                             f"make {self.home} writable, or point STUDYC_HOME at a directory that is") from None
+        finally:
+            aside.unlink(missing_ok=True)
 
     def _open_readonly(self) -> sqlite3.Connection:
         if not self.path.exists():  # nothing to read: an empty store in memory, nothing on disk

@@ -173,3 +173,23 @@ def test_series_are_reduced_when_a_run_ends_and_by_the_migration(tmp_path):
     assert Store(tmp_path, readonly=True).reduced_series(["r1"])["r1"]["loss"] == expected["loss"]  # read as it is
     assert Store(tmp_path).reduced_series(["r1"])["r1"]["loss"] == expected["loss"]  # migrated
     assert Store(tmp_path).db.execute("SELECT COUNT(*) FROM series_stats").fetchone()[0] == 2
+
+
+def test_a_new_store_appears_whole_never_as_an_empty_file(tmp_path, monkeypatch):
+    """A reader (`studyc status`, a second studyc) that looks while the first studyc is
+    creating the store must find either no store or a whole one, never an empty file that
+    reads as truncated."""
+    seen = []
+    original = Store._migrate
+
+    def migrate(self):
+        seen.append(self.path.exists())
+        original(self)
+
+    monkeypatch.setattr(Store, "_migrate", migrate)
+    store = Store(tmp_path / "home")
+    store.close()
+    assert seen[0] is False  # the schema was written aside
+    assert (tmp_path / "home" / "store.db").read_bytes().startswith(b"SQLite format 3")
+    assert [p.name for p in (tmp_path / "home").iterdir() if p.name.endswith(".new")] == []
+    Store(tmp_path / "home", readonly=True).close()
