@@ -60,7 +60,7 @@ def test_a_study_named_dot_dot_is_refused(tmp_path):
 def test_the_live_table_prints_markup_in_notes_as_text(tmp_path):
     from rich.console import Console
 
-    from studyc.cli import _Progress
+    from studyc.cli.live import Progress
     from studyc.compiler.plan import compile_plan
     from studyc.runtime.scheduler import Event
     from studyc.spec.loader import load
@@ -68,7 +68,7 @@ def test_the_live_table_prints_markup_in_notes_as_text(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(BASE)
     plan = compile_plan(load(path))
-    progress = _Progress(plan, live=False)
+    progress = Progress(plan, live=False)
     progress.tracker.update(Event("start", plan.runs[0], status="running", attempt=1,
                                   message="followed again: [/] -> [bold]x[/bold]"))
     console = Console(record=True, width=200)

@@ -1,4 +1,6 @@
-"""The studyc command line. The only module that prints or exits.
+"""The studyc commands: parse the command line, call the layers below, decide the exit
+code. What they print is in ``views`` (one-shot output) and ``live`` (the progress of a
+run); together these are the only modules that print or exit.
 
 Heavy modules (the compiler, runtime, report, matplotlib) are imported inside the
 commands that need them, so `studyc validate` starts fast.
@@ -16,6 +18,8 @@ from typing import Any, NoReturn
 import click
 
 from studyc import protocol
+from studyc.cli import views
+from studyc.cli.live import Progress, cloud_options
 from studyc.errors import RunError, StudyError, StudyErrors
 
 # Exit codes, so that scripts can tell what happened (documented in `studyc --help`).
@@ -26,33 +30,10 @@ EXIT_FAIL_ON = 3  # --fail-on: a hypothesis FAILed (or was not PASS)
 EXIT_INTERNAL = 4  # a bug in studyc
 
 
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    # No emoji codes: "study.yaml:100:3" must not print as a 💯.
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
-
-
-def _show_errors(errors: list[StudyError]) -> None:
-    from rich.markup import escape
-
-    console = _console(stderr=True)
-    for err in errors:
-        console.print(f"[bold red]{escape(err.where)}[/]: {escape(err.message)}")
-        if err.text is not None and err.line:
-            gutter = f"{err.line:>5} | "
-            console.print(f"[dim]{gutter}[/]{escape(err.text)}")
-            console.print(" " * (len(gutter) + max(err.col - 1, 0)) + "[bold red]^[/]")
-        if err.hint:
-            console.print(f"  [cyan]hint:[/] {escape(err.hint)}")
-    n = len(errors)
-    console.print(f"[red]{n} problem{'s' if n != 1 else ''} found[/]")
-
-
 def _fail_run_error(err: RunError) -> NoReturn:
     from rich.markup import escape
 
-    console = _console(stderr=True)
+    console = views.terminal(stderr=True)
     console.print(f"[bold red]error:[/] {escape(err.message)}")
     if err.hint:
         console.print(f"  [cyan]hint:[/] {escape(err.hint)}")
@@ -69,14 +50,14 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except StudyErrors as exc:
-            _show_errors(exc.errors)
+            views.show_errors(exc.errors)
             sys.exit(EXIT_USER)
         except RunError as exc:
             _fail_run_error(exc)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
         except KeyboardInterrupt:
-            _console(stderr=True).print("[yellow]interrupted[/]")
+            views.terminal(stderr=True).print("[yellow]interrupted[/]")
             sys.exit(130)
         except OSError as exc:  # a disk or permission fault the checks up front could not foresee
             from studyc.runtime.preflight import os_error
@@ -94,7 +75,7 @@ class _Group(click.Group):
                 where = traceback.format_exc()
             from rich.markup import escape
 
-            _console(stderr=True).print(f"[bold red]internal error in studyc[/] (a bug, not your study): "
+            views.terminal(stderr=True).print(f"[bold red]internal error in studyc[/] (a bug, not your study): "
                                         f"{escape(repr(sys.exc_info()[1]))}; {escape(where)}")
             sys.exit(EXIT_INTERNAL)
 
@@ -154,7 +135,7 @@ def validate(files: tuple[Path, ...], as_json: bool) -> None:
                                "errors": [e.to_dict() for e in errors]}, indent=2))
         sys.exit(EXIT_USER if errors else EXIT_OK)
     if errors:
-        _show_errors(errors)
+        views.show_errors(errors)
         sys.exit(EXIT_USER)
     for file in files:
         click.echo(f"ok  {file}")
@@ -197,12 +178,12 @@ def plan(file: Path, profile: str | None, as_json: bool, seeds_needed: bool, pro
         return
     result = compile_plan(_load(str(file), profile), parallel)
     if explain:
-        _explain_code(result.workdir)
+        views.explain_code(result.workdir)
         return
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    _print_plan(result)
+    views.print_plan(result)
 
 
 @main.command(name="compile")
@@ -237,65 +218,6 @@ def compile_(file: Path, profile: str | None, out: Path, allow_over_budget: bool
     click.echo(f"launch one: cd {out} && sky jobs launch {TASKS_DIR}/<run id>.sky.yaml")
 
 
-def _explain_code(workdir: str) -> None:
-    from studyc.compiler.code import IGNORE_FILE, code_files
-
-    code = code_files(workdir)
-    how = ("git: the files it tracks, and untracked source files it does not ignore" if code.source == "git"
-           else "not a git repository: the source files (by extension) not named in .gitignore or " + IGNORE_FILE)
-    click.echo(f"{code.describe()}\nrun ids cover these files ({how}):")
-    for name in code.files:
-        click.echo(f"  {name}")
-    if code.skipped:
-        click.echo(f"not counted (edit {IGNORE_FILE} to change):")
-        for name, why in sorted(code.skipped.items()):
-            click.echo(f"  {name}  ({why})")
-
-
-def _money(value: float) -> str:
-    from studyc.compiler.view import money
-
-    return money(value)
-
-
-PLAN_ROWS = 60
-PLAN_PHASES = 12
-
-
-def _print_plan(plan: Any) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from studyc.compiler import view
-    from studyc.compiler.plan import DEFAULT_HOURS
-
-    console = _console()
-    table = Table(title=f"{plan.study}{' (' + plan.profile + ')' if plan.profile else ''}: {len(plan.runs)} runs",
-                  title_justify="left")
-    for col in ("run", "arm", "stage", "seed", "resources", "start", "hours", "cost"):
-        table.add_column(col, justify="right" if col in ("seed", "start", "hours", "cost") else "left",
-                         min_width=16 if col == "run" else None)  # a run id in full: it is what you look up
-    rows, hidden = view.run_rows(plan, PLAN_ROWS)
-    for row in rows:
-        table.add_row(*map(escape, row))
-    console.print(table)
-    if hidden:
-        console.print(f"… and {hidden} more runs (studyc plan --json lists them all)")
-    for line in view.schedule_lines(plan, PLAN_PHASES):
-        console.print(escape(line))
-    unknown = sum(1 for r in plan.runs if r.resources["hours"] is None)
-    if unknown:
-        console.print(f"[yellow]note:[/] {unknown} runs give no resources.hours; each is estimated at "
-                      f"{DEFAULT_HOURS:g} h")
-    console.print(view.totals_line(plan))
-    for line in view.budget_lines(plan):
-        console.print(("[green]ok[/]    " if plan.budget["ok"] else "        ") + escape(line))
-    for v in plan.budget["violations"]:
-        console.print(f"[bold red]over budget:[/] {escape(v)}")
-    if not plan.budget["ok"]:
-        console.print("  `studyc run` and `studyc compile` refuse this plan; --allow-over-budget overrides on purpose")
-
-
 def _seeds_needed(loaded: Any, store_dir: Path | None, probability: float, design: str | None, as_json: bool) -> None:
     from studyc.report.collect import Results, collect
     from studyc.report.seeds_needed import seeds_needed, summary_lines
@@ -313,123 +235,9 @@ def _seeds_needed(loaded: Any, store_dir: Path | None, probability: float, desig
         from rich.markup import escape
 
         for line in summary_lines(out):  # a hypothesis' figures, then its assumptions, indented
-            _console().print(escape(line) if line.startswith(" ") else f"[bold]{escape(line)}[/]")
+            views.terminal().print(escape(line) if line.startswith(" ") else f"[bold]{escape(line)}[/]")
     if any(h["refused"] for h in out["hypotheses"]):
         sys.exit(EXIT_USER)
-
-
-class _Progress:
-    """Shows run events: a live table on a terminal (counts, each run's latest metrics,
-    elapsed, ETA, spend), plain log lines otherwise."""
-
-    MAX_ROWS = 20
-
-    def __init__(self, plan: Any, live: bool, parallel: int | None = None, remote: bool = False):
-        from studyc.runtime.progress import Tracker
-
-        self.tracker = Tracker(plan.runs, parallel or plan.parallel, needs={s.name: s.after for s in plan.stages},
-                               remote=remote)
-        self.code = plan.code_version  # in every run id: a reused run ran this very code
-        self.console = _console()
-        self.live = None
-        self.sequential: list[str] = []  # --until-settled: the open hypotheses at the latest look
-        if live:
-            from rich.live import Live
-
-            # Redrawn from the tracker at each refresh, so times and ETA move between events.
-            self.live = Live(console=self.console, refresh_per_second=4, transient=False, get_renderable=self._table)
-
-    def __enter__(self) -> "_Progress":
-        if self.live:
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, exc_type: Any, *exc: object) -> None:
-        if self.live:
-            self.live.__exit__(None, None, None)
-        elif exc_type is not None:  # interrupted: where the study was left
-            click.echo(self._summary())
-
-    def _summary(self, sep: str = "; ") -> str:
-        from studyc.runtime.progress import duration_text
-
-        t = self.tracker
-        c = t.counts()
-        usd, gpu_hours = t.spent()
-        eta = t.eta_s()
-        return (f"{c['done'] + c['cached'] + c['failed'] + c['skipped']}/{t.total} ended ({c['done']} done, "
-                f"{c['cached']} reused, {c['failed']} failed, {c['skipped']} skipped), {c['running']} running, "
-                f"{c['queued']} queued{sep}{duration_text(t.elapsed())} elapsed"
-                + (f", ETA {duration_text(eta)}" if eta is not None else "")
-                + f", spent {_money(usd)}, {gpu_hours:.2f} GPU-h")
-
-    def _table(self):
-        from rich.console import Group
-        from rich.table import Table
-        from rich.text import Text
-        from studyc.runtime.progress import duration_text, metrics_text
-
-        now = self.tracker.clock()
-        shown, hidden = self.tracker.rows(self.MAX_ROWS)
-        staged = len(self.tracker.stage_order) > 1
-        table = Table(expand=False, caption=f"... and {hidden} more" if hidden else None, caption_justify="left")
-        for col in ("arm",) + (("stage",) if staged else ()) + ("seed", "status", "attempt", "time", "latest"):
-            table.add_column(col)
-        for view in shown:
-            run, elapsed = view.run, view.elapsed(now)
-            step = view.latest.get("step")
-            latest = (f"step {step:g} " if step is not None else "") + metrics_text(view.latest)
-            cells = [run.arm, *((run.stage,) if staged else ()), str(run.seed),
-                     view.status + (f" ({view.failure})" if view.failure else ""), str(view.attempt or ""),
-                     duration_text(elapsed) if elapsed is not None else "", latest or view.note or ""]
-            table.add_row(*(Text(c) for c in cells))  # Text: a config value "[/]" is not markup
-        return Group(Text(self._summary(sep="\n")), table, *map(Text, self.sequential))
-
-    def look(self, look: Any) -> None:
-        """--until-settled: each open hypothesis' interval against its threshold and its
-        seeds after a batch; drawn under the table, or logged."""
-        self.sequential = [f"look {look.number}: seeds per arm " + ", ".join(f"{a} {n}" for a, n in look.seeds.items())]
-        for h in look.hypotheses:
-            if h["open"]:
-                self.sequential.append(f"  {h['hypothesis']} {h['status']}: {h['interval']} "
-                                       f"({h['seeds_per_arm']} seeds per arm)")
-        settled = [h["hypothesis"] + " " + h["status"] for h in look.hypotheses if not h["open"]]
-        if settled:
-            self.sequential.append("  settled: " + ", ".join(settled))
-        self.sequential.append("  next: " + (", ".join(f"{a} +{k}" for a, k in look.adding.items()) if look.adding
-                                             else f"stop ({look.stop})"))
-        if not self.live:
-            click.echo("\n".join(self.sequential))
-
-    def __call__(self, event: Any) -> None:
-        from studyc.runtime.progress import duration_text, metrics_text
-
-        view = self.tracker.update(event)
-        if self.live:
-            return
-        run, kind = event.run, event.kind
-        who = f"{run.arm} seed {run.seed}" + (f" [{run.stage}]" if len(self.tracker.stage_order) > 1 else "")
-        took = duration_text(view.elapsed(self.tracker.clock()) or 0)
-        if kind == "cached":
-            line = (f"reuse  {who} ({run.id}): {event.message or 'finished earlier'}, same code "
-                    f"({self.code or 'unknown'})")
-        elif kind == "start":
-            line = f"start  {who} ({run.id}), attempt {event.attempt}" + (f", {event.message}" if event.message else "")
-        elif kind == "retry":
-            line = f"retry  {who}: {event.failure}; {event.message}"
-        elif kind == "skip":
-            line = f"skip   {who}: {event.message}"
-        elif kind == "wait":
-            line = f"wait   {who}: {event.message}"
-        elif kind == "end" and event.status == "done":
-            line = f"done   {who} in {took}  {metrics_text(event.metrics)}" + (f" ({event.message})" if event.message else "")
-        elif kind == "end":
-            line = f"FAILED {who} after {took}: {event.failure}" + (f" ({event.message})" if event.message else "")
-        else:  # progress lines would flood a log file; the summary after each end says enough
-            return
-        click.echo(f"[{time.strftime('%H:%M:%S')}] {line}")
-        if kind in ("end", "retry", "skip"):
-            click.echo(f"           {self._summary()}")
 
 
 def _store(store_dir: Path | None, readonly: bool = False):
@@ -494,7 +302,7 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
     compiled = orchestrate.compile_study(loaded, parallel)  # once: execute and report take it from here
     preview = compiled.plan
     if dryrun:
-        _print_dryrun(loaded, preview, set(rerun), store_dir, allow_over_budget)
+        _dryrun(loaded, preview, set(rerun), store_dir, allow_over_budget)
         return
     store = _store(store_dir)
     orchestrate.check_budget(preview, allow_over_budget)
@@ -503,15 +311,15 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
     check_run_outputs(out or orchestrate.default_out(loaded), store.home / "runs", loaded.study.report.leaderboard)
     live = sys.stdout.isatty()
     click.echo(f"{loaded.study.study}{' (' + profile + ')' if profile else ''}: {len(preview.runs)} runs, "
-               f"estimated {_money(preview.totals['usd'])}, {preview.totals['wall_hours'] * 60:.1f} min wall-clock, "
+               f"estimated {views.money(preview.totals['usd'])}, {preview.totals['wall_hours'] * 60:.1f} min wall-clock, "
                f"code {preview.code_version} (`studyc plan --explain` lists its files)")
     if not cloud:  # on the cloud, runs log to W&B with the key passed as a secret
-        _note_tracking(loaded.study)
+        views.note_tracking(loaded.study)
     from studyc.stageflow import SmokeFailed
 
     stopped = None
-    with _Progress(preview, live, parallel, remote=cloud) as progress:
-        options = _cloud_options(file, profile, progress, cancel_on_interrupt) if cloud else None
+    with Progress(preview, live, parallel, remote=cloud) as progress:
+        options = cloud_options(file, profile, progress, cancel_on_interrupt) if cloud else None
         try:
             if until_settled:
                 from studyc.orchestrate_sequential import run_until_settled
@@ -530,45 +338,13 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
     if stopped is not None:
         click.echo(f"report: {result.paths['report']}")
         raise stopped
-    _print_verdicts(result)
+    views.print_verdicts(result)
     _exit_for_verdicts(result.verdicts, fail_on)
 
 
-def _cloud_options(file: Path, profile: str | None, progress: "_Progress", cancel_on_interrupt: bool):
-    """What happens to the cloud jobs in flight on Ctrl-C: cancelled with
-    --cancel-on-interrupt, else asked on a terminal, else left running."""
-    from studyc.runtime.sky_executor import CloudOptions
-
-    again = f"studyc run {file}{' --profile ' + profile if profile else ''} --cloud"
-
-    def confirm_cancel(jobs: list[str]) -> bool:
-        if progress.live:
-            progress.live.stop()
-        what = f"{len(jobs)} cloud job{'s' if len(jobs) != 1 else ''}"
-        if cancel_on_interrupt:
-            click.echo(f"cancelling {what} (--cancel-on-interrupt): {', '.join(jobs)}")
-            return True
-        if sys.stdin.isatty():
-            try:
-                if click.confirm(f"Cancel the {what} in flight? No leaves them running", default=False):
-                    return True
-            except click.Abort:
-                pass
-        else:
-            click.echo("no terminal to ask whether to cancel the cloud jobs (--cancel-on-interrupt would)")
-        click.echo(f"left {what} running: {', '.join(jobs)}\n  `{again}` follows them again; "
-                   "`sky jobs cancel ID` stops one")
-        return False
-
-    return CloudOptions(confirm_cancel=confirm_cancel)
-
-
-def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | None, allow_over_budget: bool) -> None:
-    """`run --cloud --dryrun`: every managed job that would launch, as SkyPilot reads it,
-    and the budget check. Contacts nothing (the store is only read, when there is one)."""
-    from rich.markup import escape
-
-    from studyc.compiler import view
+def _dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | None, allow_over_budget: bool) -> None:
+    """`run --cloud --dryrun`: contacts nothing (the store is only read, when there is one);
+    refused (exit 1) over budget or when an offline check found a problem."""
     from studyc.runtime.sky_executor import dryrun
 
     dry = dryrun(loaded, plan)
@@ -578,67 +354,9 @@ def _print_dryrun(loaded: Any, plan: Any, rerun: set[str], store_dir: Path | Non
         records = _store(home, readonly=True).records([t.run.id for t in dry.tasks])
         finished = {i for i, r in records.items() if r.status == "done"}
     launch = [t for t in dry.tasks if t.run.id not in finished or t.run.arm in rerun]
-    console = _console()
-    console.print(f"{plan.study}{' (' + plan.profile + ')' if plan.profile else ''}: {len(launch)} managed jobs would "
-                  "launch (dry run: nothing launched)")
-    shown = launch[:PLAN_ROWS]  # one line each, names in full: they are what `sky jobs queue` shows
-    width = max((len(t.name) for t in shown), default=0)
-    res_width = max((len(t.resources) for t in shown), default=0)
-    for task in shown:
-        console.print(escape(f"  {task.name:<{width}}  {task.resources:<{res_width}}  {task.run.est_hours:>6.3g} h  "
-                             f"{_money(task.run.est_usd):>9}"))
-    if len(launch) > PLAN_ROWS:
-        console.print(f"… and {len(launch) - PLAN_ROWS} more (`studyc compile FILE -o DIR` writes every task)")
-    if len(dry.tasks) > len(launch):
-        console.print(f"reused, not launched: {len(dry.tasks) - len(launch)} runs that finished earlier")
-    if dry.pending:
-        stages = sorted({r.stage for r in dry.pending})
-        console.print(f"then up to {len(dry.pending)} runs of promoted stages ({', '.join(stages)}), launched once "
-                      f"the gates are judged: {sum(r.est_hours for r in dry.pending):.3g} h, "
-                      f"{_money(sum(r.est_usd for r in dry.pending))}")
-    console.print(f"at most {plan.parallel} job{'s' if plan.parallel != 1 else ''} at once")
-    if view.critical_path_text(plan):
-        console.print(escape(view.critical_path_text(plan)))
-    if plan.schedule.get("machine"):
-        console.print("note: the totals' wall-clock packs the runs on the study's `machine`; on the cloud each job has "
-                      "a machine of its own")
-    if dry.recovery:
-        console.print("job_recovery: " + ", ".join(f"{k}={v}" for k, v in dry.recovery.items()))
-    for note in dry.recovery_notes:
-        console.print(f"  {escape(note)}")
-    console.print(f"results: {escape(dry.results)}/{escape(plan.study)}/<run id>/ (metrics.jsonl, log.txt, exit_code), "
-                  "copied into the store" if dry.results else
-                  "[yellow]results: none[/] (cloud.results not set): `studyc run --cloud` needs a bucket"
-                  + (" or reads W&B" if loaded.study.tracking.wandb else ""))
-    for name, present in dry.secrets.items():
-        console.print(f"secret {name}: " + ("set in this shell (passed by name)" if present else
-                                             f"[yellow]not set[/]: export {name} before launching"))
-    if dry.pool:
-        console.print(f"job pool {escape(dry.pool)}")
-    for setup in dict.fromkeys(t.setup for t in launch):  # one per kind of machine (GPU or not)
-        console.print("setup on each machine:" + "".join(f"\n  {escape(line)}" for line in setup.splitlines()))
-    console.print(f"prices: {escape(dry.prices)}; the jobs controller's VM: about {_money(dry.controller_usd)} more "
-                  "(SkyPilot's default 4-CPU controller, held while jobs run plus 10 idle minutes)")
-    for warning in dry.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
-    for problem in dry.problems:
-        console.print(f"[bold red]problem:[/] {escape(problem)}")
-    console.print(view.totals_line(plan))
-    for line in view.budget_lines(plan):
-        console.print(("[green]ok[/]    " if plan.budget["ok"] else "        ") + escape(line))
-    for v in plan.budget["violations"]:
-        console.print(f"[bold red]over budget:[/] {escape(v)}")
-    if not plan.budget["ok"] and not allow_over_budget:
-        console.print("`studyc run --cloud` refuses this plan; --allow-over-budget overrides on purpose")
+    views.print_dryrun(loaded, plan, dry, launch, allow_over_budget)
+    if (not plan.budget["ok"] and not allow_over_budget) or dry.problems:
         sys.exit(EXIT_USER)
-    if dry.problems:
-        sys.exit(EXIT_USER)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def _default_home() -> Path:
@@ -647,42 +365,10 @@ def _default_home() -> Path:
     return default_home()
 
 
-def _note_tracking(study: Any) -> None:
-    """Say up front when the study asks for W&B but runs cannot log there."""
-    if study.tracking.wandb is None:
-        return
-    from studyc.runtime.wandb_log import unavailable
-
-    why = unavailable(study.tracking.wandb.mode)
-    if why:
-        click.echo(f"note: W&B tracking skipped: {why}; metrics still go to the studyc store")
-
-
 def _arm_names(loaded: Any) -> list[str]:
     from studyc.spec.arms import expand_arms
 
     return list(expand_arms(loaded.study))
-
-
-def _print_verdicts(result: Any) -> None:
-    from rich.markup import escape
-
-    console = _console()
-    colors = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "INCOMPLETE": "magenta"}
-    for name, h in result.verdicts["hypotheses"].items():
-        color = colors.get(h["status"], "white")
-        note = f" ({h['note']})" if h.get("note") else ""
-        console.print(f"[bold {color}]{h['status']:<12}[/] {name}: {escape(h['sentence'] + note)}")
-    if result.preregistration and result.preregistration["warning"]:
-        console.print(f"[bold yellow]{escape(result.preregistration['text'])}[/]")
-    decision = result.verdicts["decision"]
-    if decision["status"] == "reached":
-        console.print(f"decision: {escape(decision['then'])}")
-    elif decision["status"] == "pending":
-        console.print(f"decision: pending ({escape(decision['because'])})")
-    if result.verdicts.get("tier_reached") is not None or result.verdicts.get("tiers"):
-        console.print(f"tier reached: {result.verdicts.get('tier_reached') or 'none'}")
-    console.print(f"report: [bold]{result.paths['report']}[/]")
 
 
 def _exit_for_verdicts(verdicts: dict[str, Any], fail_on: str | None) -> None:
@@ -710,36 +396,9 @@ def report(file: Path, profile: str | None, out: Path | None, fail_on: str | Non
     check_report_dir(out or orchestrate.default_out(loaded))
     result = orchestrate.report(loaded, _store(store_dir, readonly=True), out)
     for note in result.notes:
-        _console().print(f"[yellow]note:[/] {_escape(note)}")
-    _print_verdicts(result)
+        views.terminal().print(f"[yellow]note:[/] {views.escape(note)}")
+    views.print_verdicts(result)
     _exit_for_verdicts(result.verdicts, fail_on)
-
-
-def status_rows(loaded: Any, store: Any) -> list[dict[str, Any]]:
-    from studyc.compiler.plan import compile_plan
-
-    plan_ = compile_plan(loaded)
-    known = {(r["stage"], r["arm"], r["seed"]): r for r in store.study_runs(loaded.study.study, loaded.profile)}
-    rows = []
-    planned = {(r.stage, r.arm, r.seed): r for r in plan_.runs if not r.pending}
-    for key, row in known.items():
-        planned.pop(key, None)
-        rows.append({"id": row["run_id"], "arm": row["arm"], "stage": row["stage"], "seed": row["seed"],
-                     "status": "skipped" if row["skipped"] else row["status"], "attempts": row["attempts"],
-                     "failure": row["failure"] or row["skipped"], "started_at": _iso(row["started_at"]),
-                     "ended_at": _iso(row["ended_at"])})
-    for run in planned.values():
-        record = store.get(run.id)
-        rows.append({"id": run.id, "arm": run.arm, "stage": run.stage, "seed": run.seed,
-                     "status": record.status if record else "queued", "attempts": record.attempts if record else 0,
-                     "failure": record.failure if record else None,
-                     "started_at": _iso(record.started_at) if record else None,
-                     "ended_at": _iso(record.ended_at) if record else None})
-    return rows
-
-
-def _iso(ts: float | None) -> str | None:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else None
 
 
 @main.command()
@@ -752,7 +411,7 @@ def status(file: Path, profile: str | None, as_json: bool, store_dir: Path | Non
     loaded = _load(str(file), profile)
     store = _store(store_dir, readonly=True)
     with store.guard():
-        rows = status_rows(loaded, store)
+        rows = views.status_rows(loaded, store)
         sequential = _sequential_status(loaded, store)
     if as_json:
         click.echo(json.dumps({"study": loaded.study.study, "profile": profile, "runs": rows,
@@ -770,13 +429,13 @@ def status(file: Path, profile: str | None, as_json: bool, store_dir: Path | Non
     for row in rows:
         table.add_row(row["id"], row["arm"], row["stage"], str(row["seed"]), row["status"], str(row["attempts"]),
                       row["failure"] or "", row["ended_at"] or "")
-    _console().print(table)
+    views.terminal().print(table)
     if sequential:
         from rich.markup import escape
 
-        _console().print(f"{sequential['design']}: {sequential['looks']} looks so far")
+        views.terminal().print(f"{sequential['design']}: {sequential['looks']} looks so far")
         for h in sequential["hypotheses"]:
-            _console().print(f"  {h['hypothesis']} {h['status']}: {escape(h['interval'])} "
+            views.terminal().print(f"  {h['hypothesis']} {h['status']}: {escape(h['interval'])} "
                              f"({h['seeds_per_arm']} seeds per arm)")
 
 
@@ -825,7 +484,7 @@ def promote(file: Path, profile: str | None, to: Path | None, arm: str | None, d
         return
     from rich.markup import escape
 
-    console = _console()
+    console = views.terminal()
     where = f"{done.target}" + (f" ({done.at})" if done.at else "")
     console.print(f"{'would promote' if dryrun else 'promoted'} [bold]{escape(done.winner.arm)}[/] "
                   f"({escape(done.winner.why)}) into {escape(where)}")

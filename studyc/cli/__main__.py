@@ -1,0 +1,3 @@
+from studyc.cli.commands import main
+
+main()
