@@ -118,3 +118,23 @@ def test_seed_000_cpu_task_installs_runs_and_delivers_its_results(tmp_path, s3, 
     metrics = [json.loads(line) for line in (local / "metrics.jsonl").read_text().splitlines()]
     assert metrics and all("step" in m for m in metrics) and any("nrmse" in m or "val_nrmse" in m for m in metrics)
     assert (local / "log.txt").read_text().strip()
+
+    # ... and become a report: the run recorded from its pulled files, as the cloud
+    # executor records a finished job, then judged and rendered from the store.
+    from studyc.orchestrate import report
+    from studyc.runtime import metrics_file
+    from studyc.runtime.procs import owner_token
+    from studyc.runtime.store import Store
+
+    store = Store(tmp_path / "store")
+    store.add_runs(plan.study, plan.profile, plan.runs)
+    store.claim(run.id, run.config, owner_token())
+    pulled = metrics_file.read(local / "metrics.jsonl")
+    assert pulled.bad is None
+    store.finish(run.id, "done", int((local / "exit_code").read_text()), None, None, pulled.records, 0.0, 0.0)
+    result = report(loaded, store, tmp_path / "report")
+    text = Path(result.paths["report"]).read_text()
+    assert run.id in text and f"{run.arm}" in text
+    statuses = {h["status"] for h in result.verdicts["hypotheses"].values()}
+    assert statuses and statuses <= {"PASS", "FAIL", "INCONCLUSIVE", "INCOMPLETE"}
+    assert "INCOMPLETE" in statuses  # one run of six: the checks that need the others say so
