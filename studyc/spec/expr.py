@@ -448,8 +448,13 @@ def refs(node: Node) -> list[Ref]:
 
 def named(node: Node) -> list[tuple[str, Ref]]:
     """Arguments that name an arm or stage (``failed(x)``), with their function."""
-    return [(n.func, a) for n in walk(node) if isinstance(n, Call) and n.func in FUNCTIONS
-            for a, p in zip(n.args, FUNCTIONS[n.func][0] if not isinstance(FUNCTIONS[n.func][0], Type) else ())
+    return [(n.func, a) for n in walk(node) if isinstance(n, Call) for a in _name_args(n)]
+
+
+def _name_args(call: Call) -> list[Ref]:
+    """The arguments of this one call that are names, not values."""
+    params = FUNCTIONS[call.func][0] if call.func in FUNCTIONS else ()
+    return [a for a, p in zip(call.args, () if isinstance(params, Type) else params)
             if p == Type.NAME and isinstance(a, Ref)]
 
 
@@ -599,7 +604,7 @@ def evaluate(node: Node, lookup: Callable[[Ref], object], domain: Domain = FLOAT
     if isinstance(node, Compare):
         return domain.compare(node, [evaluate(o, lookup, domain) for o in node.operands])
     if isinstance(node, Call):
-        named_args = {id(ref) for _, ref in named(node)}  # failed(arm): the name itself, not a value
+        named_args = {id(ref) for ref in _name_args(node)}  # failed(arm): the name itself, not a value
         return domain.call(node, [a if id(a) in named_args else evaluate(a, lookup, domain) for a in node.args],
                            {k: evaluate(v, lookup, domain) for k, v in node.kwargs})
     raise TypeError(node)
