@@ -334,17 +334,17 @@ class Judge:
             return {"status": "none", "rule": None, "then": None, "because": "the study states no decision rule"}
         return {"status": "none", "rule": None, "then": None, "because": "no rule applied"}
 
-    def expectations(self, expect: dict[str, dict[str, list]] | None = None,
-                     scenario: str | None = None) -> list[dict[str, Any]]:
-        """Expected ranges (the study's `expect`, or scenario ``scenario``'s ranges ``expect``)
-        against the observed mean: hit, miss (below or above), or pending."""
+    def expectations(self, scenario: str | None = None) -> list[dict[str, Any]]:
+        """Expected ranges (the study's `expect`, or those of the named scenario) against
+        the observed mean: hit, miss (below or above), or pending."""
+        expect = self.study.expect if scenario is None else self.study.scenarios[scenario]
         rows = []
         overlay = self._scaled_profile()
         restated = (overlay or {}).get("expect" if scenario is None else "scenarios")  # what the profile states anew
         if scenario is not None and isinstance(restated, dict):
             restated = restated.get(scenario)
         restated = restated if isinstance(restated, dict) else {}
-        for arm, metrics in (self.study.expect if expect is None else expect).items():
+        for arm, metrics in expect.items():
             for metric, (lo, hi) in metrics.items():
                 est = self.arm_estimate(self.results.arms.get(arm), arm, metric)
                 if est.is_missing:

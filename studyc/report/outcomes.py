@@ -52,11 +52,11 @@ def smoke_failure(results: Results) -> dict[str, Any] | None:
 
 
 def scenarios(study, expectation_rows) -> dict[str, Any]:
-    """Each scenario's ranges against the observations (``expectation_rows(expect, name)`` gives
+    """Each scenario's ranges against the observations (``expectation_rows(name)`` gives
     the rows as for `expect`), and the scenarios every observed range hits."""
     out: dict[str, Any] = {}
-    for name, expect in study.scenarios.items():
-        rows = expectation_rows(expect, name)
+    for name in study.scenarios:
+        rows = expectation_rows(name)
         hits = sum(r["status"] == "hit" for r in rows)
         pending = sum(r["status"] == "pending" for r in rows)
         status = "pending" if pending == len(rows) else "match" if hits == len(rows) else \
