@@ -7,9 +7,10 @@ Then times `studyc report`'s work (collect, judge, render: report, CSV, plots, J
 artifacts, leaderboard) in this process, on the store opened read-only as `studyc report`
 opens it. Target on a quiet 2-core machine: report_s <= 2.
 
-    .venv/bin/python bench/report_scale.py [--arms-per-axis 10] [--seeds 10] [--steps 100] [--keep DIR]
+    .venv/bin/python bench/report_scale.py [--arms-per-axis 10] [--seeds 10] [--steps 100] [--repeat 5] [--keep DIR]
 
-Last line: `runs=... metrics=... steps=... setup_s=... report_s=...`.
+Last line: `runs=... metrics=... steps=... setup_s=... report_s=...` (report_s: the median of
+--repeat reports, each timed in a fresh process, imports included).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import math
 import os
 import random
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -139,8 +142,12 @@ def main() -> None:
     parser.add_argument("--arms-per-axis", type=int, default=10, help="grid values per axis (arms = this cubed)")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=5, help="reports to time (the median is report_s)")
+    parser.add_argument("--time-report", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--keep", type=Path, default=None, help="build (or reuse) the store here instead of a temp dir")
     args = parser.parse_args()
+    if args.time_report is not None:
+        return time_report(args.time_report)
 
     root = (args.keep or Path(tempfile.mkdtemp(prefix="studyc-report-scale-"))).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -163,16 +170,29 @@ def main() -> None:
     setup_s = time.perf_counter() - started
     runs = len(store.study_runs(loaded.study.study, None))
 
+    store.close()
+    times = []
+    for _ in range(args.repeat):  # this machine's speed wanders: the median of a few, with the spread
+        line = subprocess.run([sys.executable, __file__, "--time-report", str(root)], check=True,
+                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        print(line)
+        times.append(float(line.rsplit("report_s=", 1)[1]))
+    if args.keep is None:
+        shutil.rmtree(root)
+    print(f"runs={runs} metrics={len(SERIES)} steps={args.steps} setup_s={setup_s:.1f} "
+          f"report_s={statistics.median(times):.2f} (median of {len(times)}: min {min(times):.2f}, max {max(times):.2f})")
+
+
+def time_report(root: Path) -> None:
+    """One `studyc report` of the study in ``root``, in this fresh process (imports included)."""
+    os.chdir(root)
+    loaded = load(root / "study.yaml")
     started = time.perf_counter()
     result = report(loaded, Store(root / ".studyc", readonly=True), root / "report")
     report_s = time.perf_counter() - started
     statuses = ", ".join(f"{k} {h['status']}" for k, h in result.verdicts["hypotheses"].items())
-    print(f"report: {result.paths['report']} ({statuses}; tier reached: {result.verdicts['tier_reached']})")
-    store.close()
-    if args.keep is None:
-        shutil.rmtree(root)
-    print(f"runs={runs} metrics={len(SERIES)} steps={args.steps} setup_s={setup_s:.1f} report_s={report_s:.2f}")
-
+    print(f"report: {result.paths['report']} ({statuses}; tier reached: {result.verdicts['tier_reached']}) "
+          f"report_s={report_s:.3f}")
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+import orjson
+
 from studyc import __version__
 from studyc.errors import RunError
 
@@ -41,17 +43,6 @@ def invocation_id() -> str:
     return _invocation or begin_invocation()
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no NaN or inf: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def envelope(kind: str, spec_hash: str, body: dict[str, Any], timestamp: bool = True) -> dict[str, Any]:
     """The artifact: metadata then ``body``. ``timestamp=False`` for a reproducible artifact
     (`studyc compile`: same study, same bytes), which then carries no invocation id either."""
@@ -59,19 +50,34 @@ def envelope(kind: str, spec_hash: str, body: dict[str, Any], timestamp: bool = 
     if timestamp:
         meta["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         meta["invocation_id"] = invocation_id()
-    return {"metadata": meta, **_clean(body)}
+    return {"metadata": meta, **body}
 
 
-def write_json(path: Path, data: dict[str, Any], indent: int | None = 2) -> None:
-    """Write atomically: a reader never sees half a file. ``indent=None`` writes compact
-    JSON, several times faster for large artifacts (json's C encoder)."""
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically (a reader never sees half a file), indented, with orjson: a large
+    sweep's results.json is tens of MB, ten times faster than with the json module. NaN
+    and infinities are written as null (JSON has neither); numpy numbers as numbers."""
+    try:
+        text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:  # an integer past 64 bits (a config value may be one): the json module writes any int
+        text = json.dumps(_finite(data), indent=2).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.fchmod(fd, 0o666 & ~_umask())  # as an ordinary file would be (mkstemp makes it private)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, indent=indent, sort_keys=False))
-        fh.write("\n")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(text + b"\n")
     os.replace(tmp, path)
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as null, as orjson writes them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _umask() -> int:
@@ -84,7 +90,7 @@ def read_artifact(path: Path, kind: str) -> dict[str, Any] | None:
     """The artifact at ``path`` upgraded to this studyc's schema, None when there is none.
     Raises RunError when it is not a ``kind`` artifact, or was written by a newer studyc."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))  # exact: orjson reads a large int as a float
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

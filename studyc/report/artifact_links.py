@@ -10,7 +10,6 @@ from urllib.parse import quote
 
 from studyc.report.collect import Results
 from studyc.runtime.store import Store
-from studyc.spec.arms import expand_arms
 
 MAX_FILES_PER_PATTERN = 20  # a glob over a checkpoint folder links its first files only
 
@@ -19,7 +18,7 @@ def declared(results: Results) -> dict[str, list[str]]:
     """Arm -> the artifact paths its runs write (the arm's own list, else run.artifacts)."""
     study = results.study
     out = {}
-    for spec in expand_arms(study).values():
+    for spec in results.specs.values():
         own = study.arms[spec.family].artifacts
         paths = own if own is not None else study.run.artifacts
         if paths:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Hashable
 
 from studyc.report.stats import summarize
 from studyc.runtime.store import Store
 from studyc.spec import expr as E
-from studyc.spec.arms import expand_arms
+from studyc.spec.arms import ArmSpec, expand_arms
 from studyc.spec.model import Study
 from studyc.spec.semantics import is_study_level
 
@@ -80,6 +81,11 @@ class Results:
     metrics: list[str]  # per-run metrics (study-level derived figures are the judge's)
     _summaries: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict, repr=False)
 
+    @cached_property
+    def specs(self) -> dict[str, ArmSpec]:
+        """Every arm of the study by name, sweeps expanded (once per report)."""
+        return expand_arms(self.study)
+
     def all_runs(self) -> list[RunResult]:
         return [r for stage in self.by_stage.values() for arm in stage.values() for r in arm.runs]
 
@@ -96,55 +102,47 @@ class Results:
 
 class Reducer:
     """One run's metric values from its reduced series: a metric takes a reduction of a
-    series (``from``, ``reduce``), or is derived from the run's other metrics."""
+    series (``from``, ``reduce``), or is derived from the run's other metrics. What each
+    metric reads is worked out once here: a report reduces every run of the study."""
 
     def __init__(self, study: Study):
         self.reduced = {n: m for n, m in study.metrics.items() if m.expr is None}
+        # (metric, the series it reduces, which reduction)
+        self.picks = [(name, m.from_ or name, ("max" if m.goal == "max" else "min") if m.reduce == "best" else m.reduce)
+                      for name, m in self.reduced.items()]
         derived = {n: E.parse(m.expr) for n, m in study.metrics.items() if m.expr is not None}
         # name -> (expression, the names it reads)
         self.derived = {n: (node, {r.parts[0] for r in E.refs(node)}) for n, node in derived.items()
                         if not is_study_level(node)}
+        self.order = _dependency_order(self.derived)
         self.best = {}  # series -> 'min' or 'max', from the goal of a metric reducing it
         for name, metric in self.reduced.items():
             if metric.goal:
                 self.best.setdefault(metric.from_ or name, metric.goal)
 
     def series(self, stats: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        """Each logged series' reductions, with 'best' where a metric gives it a goal."""
-        out = {}
-        for name, red in stats.items():
-            out[name] = dict(red)
-            if name in self.best:
-                out[name]["best"] = red[self.best[name]]
-        return out
+        """Each logged series' reductions (``stats``, added to), with 'best' where a metric
+        gives it a goal."""
+        for name, how in self.best.items():
+            if name in stats:
+                stats[name]["best"] = stats[name][how]
+        return stats
 
     def values(self, series: dict[str, dict[str, float]]) -> dict[str, float]:
-        values: dict[str, float] = {}
-        for name, metric in self.reduced.items():
-            red = series.get(metric.from_ or name)
-            how = metric.reduce
-            if how == "best":
-                how = "max" if metric.goal == "max" else "min"
-            values[name] = red.get(how, math.nan) if red else math.nan
+        nan = math.nan
+        values = {name: series[source].get(how, nan) if source in series else nan for name, source, how in self.picks}
         return self.derive(values, series)
 
     def derive(self, values: dict[str, float], series: dict[str, dict[str, float]]) -> dict[str, float]:
         """``values`` with the per-run derived metrics added (from metrics, or logged series)."""
         values = dict(values)
-        pending = {n: d for n, d in self.derived.items() if n not in values}
-        while pending:  # resolve chains of derived metrics in dependency order
-            progressed = False
-            for name, (node, needed) in list(pending.items()):
-                available = {k: values[k] for k in needed if k in values}
-                for dep in needed - available.keys() - pending.keys():
-                    available[dep] = series.get(dep, {}).get("last", math.nan)  # a logged series, not a metric
-                if needed <= available.keys():
-                    values[name] = float(E.evaluate(node, lambda ref: available[ref.parts[0]]))
-                    del pending[name]
-                    progressed = True
-            if not progressed:
-                break
-        for name in pending:
+        for name in self.order:  # a derived metric after those it reads
+            if name in values:
+                continue
+            node, needed = self.derived[name]
+            available = {k: values[k] if k in values else series.get(k, {}).get("last", math.nan) for k in needed}
+            values[name] = float(E.evaluate(node, lambda ref: available[ref.parts[0]]))
+        for name in self.derived.keys() - values.keys():  # a cycle (refused by validation) reads as no value
             values[name] = math.nan
         return values
 
@@ -156,6 +154,20 @@ class Reducer:
                 for i in range(n)]
         derived = {k: [row[k] for row in rows] for k in self.derived if k not in given}
         return {**given, **derived}
+
+
+def _dependency_order(derived: dict[str, tuple[E.Node, set[str]]]) -> list[str]:
+    """Derived metrics, each after the derived metrics it reads (those in a cycle left out)."""
+    order: list[str] = []
+    pending = dict(derived)
+    while pending:
+        ready = [n for n, (_, needed) in pending.items() if not (needed & pending.keys())]
+        if not ready:
+            break
+        order += ready
+        for name in ready:
+            del pending[name]
+    return order
 
 
 def attempt_history(store: Store, run: RunResult) -> list[dict[str, Any]]:
@@ -195,7 +207,9 @@ def collect(study: Study, store: Store, profile: str | None) -> Results:
             continue  # a smoke test at tiny size is no result of the arm's
         for name, result in by_stage[stage].items():
             arms[name] = result  # later stages (a promoted re-run, an evaluation) supersede earlier ones
-    specs = expand_arms(study)
+    metrics = [m for m, spec in study.metrics.items() if spec.expr is None or not is_study_level(E.parse(spec.expr))]
+    results = Results(study, profile, stage_order, by_stage, arms, metrics)
+    specs = results.specs
     for spec in specs.values():
         if spec.reuse is not None and spec.reuse.results is not None:
             reused = reducer.derive_reused(
@@ -206,8 +220,7 @@ def collect(study: Study, store: Store, profile: str | None) -> Results:
             target = arms[spec.same_as]
             arms[spec.name] = ArmResult(spec.name, target.stage, target.source if target.source == "reuse" else "same_as",
                                         runs=target.runs, reused=target.reused, reuse_source=f"same as {spec.same_as}")
-    metrics = [m for m, spec in study.metrics.items() if spec.expr is None or not is_study_level(E.parse(spec.expr))]
-    return Results(study, profile, stage_order, by_stage, arms, metrics)
+    return results
 
 
 def _evaluated(study: Study, by_stage: dict[str, dict[str, ArmResult]]) -> None:
@@ -248,21 +261,17 @@ def curves(store: Store, results: Results, arms: list[str], series: str) -> dict
     return out
 
 
-def _json(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None  # JSON has no NaN
-
-
 def run_dict(run: RunResult) -> dict[str, Any]:
+    """A run in results.json (its NaN values written as null)."""
     return {"id": run.id, "arm": run.arm, "stage": run.stage, "seed": run.seed, "status": run.status,
             "failure": run.failure, "skipped": run.skipped, "attempts": run.attempts, "history": run.history,
             "started_at": run.started_at, "ended_at": run.ended_at, "wall_clock_s": run.wall_clock,
-            "usd": run.usd, "gpu_hours": run.gpu_hours, "values": {k: _json(v) for k, v in run.values.items()},
-            "source": run.source,
-            "series": {name: {k: _json(v) for k, v in red.items()} for name, red in run.series.items()}}
+            "usd": run.usd, "gpu_hours": run.gpu_hours, "values": run.values, "source": run.source,
+            "series": run.series}
 
 
 def to_dict(results: Results) -> dict[str, Any]:
-    """results.json's body (JSON-clean: no NaN): every run once, with its metrics and
+    """results.json's body: every run once, with its metrics and
     reduced series, under the arm result it belongs to (an arm's latest stage under
     `arms`, superseded results under `stages`), and each arm's n, mean, std and interval
     per metric."""

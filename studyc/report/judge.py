@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import builtins
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from studyc.report import outcomes
@@ -45,7 +45,15 @@ class Verdict:
     caveat: str | None = None  # e.g. "full-scale baseline vs cpu-scale run"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # field by field (not dataclasses.asdict, which deep-copies): a large sweep's
+        # gates make thousands of these
+        out = {f: getattr(self, f) for f in _VERDICT_FIELDS}
+        out["observed"] = dict(self.observed) if self.observed is not None else None
+        out["missing"] = list(self.missing)
+        return out
+
+
+_VERDICT_FIELDS = [f.name for f in fields(Verdict)]
 
 
 def _and(verdicts: list[Verdict]) -> str:
@@ -123,14 +131,14 @@ class Judge:
                 est = Estimate.absent(f"{label}: {self._why_missing(arm, metric)}")
             else:
                 stats = self.study.stats
-                key = arm.sample_key(metric)
+                sample = arm.sample_key(metric)
                 if stats.paired and arm.source != "reuse":
                     # matched seeds: one sample key for every arm on these seeds, so a
                     # difference pairs them (paired t; the bootstrap resamples seeds together)
                     order = sorted(range(len(arm.runs)), key=lambda i: arm.runs[i].seed)
                     values = [values[i] for i in order]
-                    key = ("seeds", tuple(arm.runs[i].seed for i in order))
-                est = mean_estimate(values, key, stats.method, stats.bootstrap_samples)
+                    sample = ("seeds", tuple(arm.runs[i].seed for i in order))
+                est = mean_estimate(values, sample, stats.method, stats.bootstrap_samples)
             self._cache[key] = est
         return self._cache[key]
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from studyc.report.collect import Results, RunResult
-from studyc.spec.arms import expand_arms
 
 FINAL = ("done", "failed", "skipped")
 
@@ -17,7 +16,7 @@ def runs_of(results: Results, name: str) -> tuple[str, list[RunResult]]:
     study = results.study
     if name in study.stages:
         return "stage", [r for arm in results.by_stage.get(name, {}).values() for r in arm.runs]
-    arms = {a.name for a in expand_arms(study).values() if a.name == name or a.family == name}
+    arms = {a.name for a in results.specs.values() if a.name == name or a.family == name}
     kind = "arm" if name in arms else "sweep"
     return kind, [r for stage in results.by_stage.values() for arm, result in stage.items() if arm in arms
                   for r in result.runs]

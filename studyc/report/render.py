@@ -76,7 +76,7 @@ def _mean_ci(stats: dict[str, Any]) -> str:
     if not stats["n"]:
         return "—"
     text = fmt(stats["mean"])
-    if stats["n"] > 1:
+    if stats["n"] > 1 and stats["ci_lo"] is not None:  # None: a spread past float range
         text += f" ± {fmt_width((stats['ci_hi'] - stats['ci_lo']) / 2)}"
     return text
 
@@ -110,24 +110,21 @@ def featured_arms(results: Results, verdicts: dict[str, Any], limit: int) -> lis
     return sorted(chosen, key=rank)
 
 
-def write_plots(plots_dir: Path, results: Results, verdicts: dict[str, Any],
-                curves: dict[str, dict[str, list[float]]], series: str) -> list[dict[str, str]]:
-    plots_dir.mkdir(parents=True, exist_ok=True)
+def figures(results: Results, verdicts: dict[str, Any], curves: dict[str, dict[str, list[float]]],
+            series: str) -> list[plots.Figure]:
+    """The report's figures: the primary metric and those the hypotheses check per arm,
+    the learning curves, and the stage tournament."""
     study = results.study
     primary = study.primary_metric
     total = len(results.arms)
-    out = []
     shown = featured_arms(results, verdicts, plots.MAX_BARS)
     checked = {r.parts[-1] for h in study.hypotheses.values() for r in E.refs(E.parse(h.check))}
     metrics = [primary] + [m for m in results.metrics if m != primary and m in checked]
-    for metric in metrics[:3]:  # the primary metric and those the hypotheses check
-        if plots.metric_per_arm(plots_dir / f"{metric}_per_arm.png", results, metric, shown, total, verdicts["champion"]):
-            out.append({"title": f"{metric} per arm", "path": f"plots/{metric}_per_arm.png"})
-    if plots.learning_curves(plots_dir / f"{series}_curves.png", results, curves, series, total):
-        out.append({"title": f"{series} learning curves", "path": f"plots/{series}_curves.png"})
-    if verdicts["stages"] and plots.tournament(plots_dir / "stages.png", results, verdicts["stages"], primary):
-        out.append({"title": "stage tournament", "path": "plots/stages.png"})
-    return out
+    out = [plots.metric_per_arm(results, metric, shown, total, verdicts["champion"]) for metric in metrics[:3]]
+    out.append(plots.learning_curves(results, curves, series, total))
+    if verdicts["stages"]:
+        out.append(plots.tournament(results, verdicts["stages"], primary))
+    return [fig for fig in out if fig is not None]
 
 
 def _config_columns(specs: dict[str, ArmSpec]) -> list[str]:
@@ -313,25 +310,20 @@ def build_context(results: Results, verdicts: dict[str, Any], meta: dict[str, An
     }
 
 
-def render(results: Results, verdicts: dict[str, Any], out: Path, meta: dict[str, Any],
-           curves: dict[str, dict[str, list[float]]], series: str) -> dict[str, Path]:
-    """Write every report file into ``out``. ``meta``: spec_hash, preregistration,
-    totals (the plan's estimates), arms (expanded specs), leaderboard (or None)."""
+def render(results: Results, verdicts: dict[str, Any], out: Path, meta: dict[str, Any]) -> dict[str, Path]:
+    """Write the report's text files into ``out`` (the figures are painted beside them).
+    ``meta``: spec_hash, preregistration, totals (the plan's estimates), arms (expanded
+    specs), leaderboard (or None), plots (the figures' titles and paths)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"report": out / REPORT_FILE, "csv": out / "comparison.csv", "verdicts": out / "verdicts.json",
              "results": out / "results.json", "plots": out / "plots"}
-    meta = {**meta, "plots": write_plots(paths["plots"], results, verdicts, curves, series)}
     text = render_template(Path.cwd() / "templates", build_context(results, verdicts, meta))
     paths["report"].write_text(_tidy(text), encoding="utf-8")
     write_comparison_csv(paths["csv"], results, meta["arms"])
     body = {"study": results.study.study, "profile": results.profile, "preregistration": meta["preregistration"],
             **verdicts}
     write_json(paths["verdicts"], envelope("verdicts", meta["spec_hash"], body))
-    # results.json can hold every run of a large sweep: its body is built JSON-clean (it
-    # skips envelope's cleaning pass) and written compact when large.
-    runs = len(results.all_runs())
-    write_json(paths["results"], {**envelope("results", meta["spec_hash"], {}), **to_dict(results)},
-               indent=2 if runs <= 1000 else None)
+    write_json(paths["results"], {**envelope("results", meta["spec_hash"], {}), **to_dict(results)})
     return paths
 
 

@@ -39,7 +39,6 @@ from studyc.report.collect import Results
 from studyc.report.judge import FAIL, INCONCLUSIVE, PASS, Judge, Verdict
 from studyc.report.stats import MAX_MORE_SEEDS, Estimate, t_sf
 from studyc.spec import expr as E
-from studyc.spec.arms import expand_arms
 from studyc.spec.model import Study
 
 DESIGN = "confidence_sequence"
@@ -139,7 +138,7 @@ class SequentialJudge(Judge):
         self.alpha = (1 - study.stats.confidence) / 2
         self.looks = looks or []
         self.details: dict[str, dict[str, Any]] = {}
-        self.arm_names = set(expand_arms(study))
+        self.arm_names = set(results.specs)
 
     # ---------------------------------------------------------------- the check's comparisons
 

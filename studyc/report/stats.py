@@ -54,7 +54,7 @@ class Estimate:
         lo, hi = float(arr.min()), float(arr.max())
         if lo == hi:
             return Estimate(lo, n=n)
-        mean = min(max(math.fsum(arr.tolist()) / n, lo), hi)
+        mean = exact_mean(arr.tolist(), lo, hi)
         return Estimate(mean, {key: (arr - mean) / n}, draws=draws, n=n)
 
     def point_only(self) -> "Estimate":
@@ -65,20 +65,22 @@ class Estimate:
 
     @cached_property
     def _components(self) -> list[tuple[float, int]]:
-        """(variance, sample size) of each independent sample's contribution."""
+        """(variance, sample size) of each independent sample's contribution; a variance
+        past float range is infinite (the interval is then unbounded, never a point)."""
         out = []
         for infl in self.parts.values():
             n = len(infl)
-            var = float(n / (n - 1) * np.dot(infl, infl))
-            if var > 0 and math.isfinite(var):
-                out.append((var, n))
+            with np.errstate(over="ignore", invalid="ignore"):
+                var = float(n / (n - 1) * np.dot(infl, infl))
+            if var > 0 or math.isnan(var):
+                out.append((var if var == var else math.inf, n))
         return out
 
-    @property
+    @cached_property
     def se(self) -> float:
         return math.sqrt(sum(v for v, _ in self._components))
 
-    @property
+    @cached_property
     def df(self) -> float:
         return welch_df([(v, n - 1) for v, n in self._components])
 
@@ -218,7 +220,7 @@ def welch_df(components: list[tuple[float, float]]) -> float:
     """Welch-Satterthwaite degrees of freedom of a sum of (variance, df) components."""
     total = sum(v for v, _ in components)
     denom = sum(v * v / d for v, d in components if d > 0)
-    return total * total / denom if total > 0 and denom > 0 else math.inf
+    return total * total / denom if 0 < total < math.inf and denom > 0 else math.inf
 
 
 # -------------------------------------------------------------------- samples
@@ -244,13 +246,36 @@ def summarize(values: list[float], confidence: float, method: str = "t", samples
     """n (finite values of those planned), mean, std and the confidence interval of the
     mean, by the study's method (t or bootstrap)."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
-    base: dict[str, Any] = {"n": len(finite), "planned": len(values), "method": method}
+    n = len(finite)
+    base: dict[str, Any] = {"n": n, "planned": len(values), "method": method}
     if not finite:
         return {**base, "mean": None, "std": None, "ci_lo": None, "ci_hi": None}
-    est = mean_estimate(finite, key, method, samples)
-    lo, hi = est.interval(confidence)
-    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
-    return {**base, "mean": est.point, "std": std, "ci_lo": lo, "ci_hi": hi}
+    if method == "bootstrap":
+        est = mean_estimate(finite, key, method, samples)
+        mean, (lo, hi) = est.point, est.interval(confidence)
+        std = float(np.std(finite, ddof=1)) if n > 1 else 0.0
+        return {**base, "mean": mean, "std": std, "ci_lo": lo, "ci_hi": hi}
+    # The t interval of Estimate.sample, in plain floats: a report summarises every arm's
+    # every metric, and numpy's per-call cost is most of it for a few seeds.
+    low, high = min(finite), max(finite)
+    if low == high:
+        return {**base, "mean": low, "std": 0.0, "ci_lo": low, "ci_hi": low}
+    mean = exact_mean(finite, low, high)
+    squares = math.fsum((v - mean) * (v - mean) for v in finite)  # inf, not an error, past float range
+    half = t_quantile(confidence, n - 1) * math.sqrt(squares / (n * (n - 1)))
+    spread = {"std": math.sqrt(squares / (n - 1)), "ci_lo": mean - half, "ci_hi": mean + half}
+    return {**base, "mean": mean, **{k: v if math.isfinite(v) else None for k, v in spread.items()}}
+
+
+def exact_mean(values: list[float], lo: float, hi: float) -> float:
+    """The mean by ``math.fsum``, kept within the values (``lo``..``hi``); values whose
+    sum leaves float range are summed divided."""
+    n = len(values)
+    try:
+        total = math.fsum(values) / n
+    except OverflowError:
+        total = math.fsum(v / n for v in values)
+    return min(max(total, lo), hi)
 
 
 def seeds_to_settle(est: Estimate, margin: float, confidence: float) -> int | None:

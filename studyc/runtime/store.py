@@ -104,6 +104,9 @@ CREATE TABLE IF NOT EXISTS series_stats (
 );
 """
 
+# What a study's run rows carry of each run record (its config and command are the plan's).
+RUN_FIELDS = ("status", "attempts", "failure", "exit_code", "started_at", "ended_at", "log_tail", "usd", "gpu_hours",
+              "owner")
 STATUSES = ("queued", "running", "done", "failed", "skipped")
 STORE_FILE = "store.db"
 BACKUP_FILE = "store.db.bak"
@@ -541,10 +544,13 @@ class Store:
     def study_runs(self, study: str, profile: str | None) -> list[dict[str, Any]]:
         """The study's runs with their records. A run left 'running' by a studyc that died
         reads as 'queued': that is what the next `studyc run` will do with it."""
-        rows = self.db.execute(
-            "SELECT s.stage, s.arm, s.seed, s.run_id, s.skipped, r.* FROM study_runs s JOIN runs r ON r.id = s.run_id"
-            " WHERE s.study=? AND s.profile=? ORDER BY s.rowid", (study, profile or "")).fetchall()
-        out = [dict(r) for r in rows]
+        cursor = self.db.cursor()
+        cursor.row_factory = None  # plain tuples, zipped below: a large sweep has thousands of rows
+        cursor.execute(f"SELECT s.stage, s.arm, s.seed, s.run_id, s.skipped, {', '.join('r.' + c for c in RUN_FIELDS)}"
+                       " FROM study_runs s JOIN runs r ON r.id = s.run_id WHERE s.study=? AND s.profile=? ORDER BY s.rowid",
+                       (study, profile or ""))
+        names = ("stage", "arm", "seed", "run_id", "skipped", *RUN_FIELDS)
+        out = [dict(zip(names, row)) for row in cursor]
         for row in out:
             if row["status"] == "running" and not procs.owner_alive(row["owner"]):
                 row["status"] = "queued"
@@ -578,8 +584,10 @@ class Store:
                 rows = self.db.execute("SELECT run_id, name, lo, hi, mean, last FROM series_stats"
                                        " WHERE run_id IN (SELECT value FROM json_each(?))", (json.dumps(run_ids),))
             out: dict[str, dict[str, dict[str, float]]] = {rid: {} for rid in run_ids}
+            nan = math.nan  # NaN is stored as NULL; a REAL column returns floats
             for rid, name, lo, hi, mean, last in rows:
-                out[rid][name] = {"last": _nan(last), "min": _nan(lo), "max": _nan(hi), "mean": _nan(mean)}
+                out[rid][name] = {"last": nan if last is None else last, "min": nan if lo is None else lo,
+                                  "max": nan if hi is None else hi, "mean": nan if mean is None else mean}
         return out
 
     def points(self, series: str, run_ids: list[str]) -> Iterator[tuple[str, Any, float | None]]:
@@ -594,10 +602,6 @@ class Store:
         with self.guard():
             return [r[0] or None for r in self.db.execute(
                 "SELECT DISTINCT profile FROM study_runs WHERE study = ?", (study,))]
-
-
-def _nan(value: float | None) -> float:
-    return math.nan if value is None else float(value)  # NaN is stored as NULL
 
 
 def repair(home: Path, fresh: bool = False) -> str:

@@ -130,3 +130,42 @@ def test_any_json_object_is_accepted_only_when_it_is_a_record(record):
     assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in parsed.values())
     store_step = parsed.get("step", 0)
     assert -(2**63) <= store_step < 2**63
+
+
+def test_values_at_the_edge_of_float_range_are_judged_and_reported(tmp_path, write_study):
+    """Finite values whose sum or spread leave float range (1e308 across seeds) give a
+    mean, no interval (null, '—'), a verdict and a report; never an overflow error."""
+    values = {"huge": ["1e308"] * 3, "spread": ["1e308", "-1e308", "1.5e308"], "small": ["0.5", "0.5", "0.5"]}
+    for arm, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            (tmp_path / f"{arm}{seed}.jsonl").write_text(f'{{"nrmse": {value}}}\n')
+    path = write_study("""\
+        study: edge
+        run:
+          command: cat {config.arm}{seed}.jsonl >> "$STUDYC_RUN_DIR/metrics.jsonl"
+          config: {arm: huge}
+          seeds: [0, 1, 2]
+          resources: {hours: 0.001}
+        metrics:
+          nrmse: {goal: min}
+        arms:
+          huge: {}
+          spread: {config: {arm: spread}}
+          small: {config: {arm: small}}
+        hypotheses:
+          H1: {claim: small beats huge, check: small.nrmse < huge.nrmse}
+          H2: {claim: the spread is below huge, check: spread.nrmse < huge.nrmse}
+        budget: {parallel: 2}
+        """)
+    store = Store(tmp_path / "store")
+    orchestrate.execute(load(path), store, lambda event: None)
+    result = orchestrate.report(load(path), store, tmp_path / "report")
+    assert result.verdicts["hypotheses"]["H1"]["status"] == "PASS"
+    h2 = result.verdicts["hypotheses"]["H2"]
+    assert h2["status"] == "INCONCLUSIVE", h2  # a spread past float range is unbounded, not none
+    body = json.loads((tmp_path / "report" / "results.json").read_text(), parse_constant=pytest.fail)
+    huge, spread = (body["arms"][a]["metrics"]["nrmse"] for a in ("huge", "spread"))
+    assert (huge["mean"], huge["n"], huge["ci_lo"]) == (1e308, 3, 1e308)
+    assert spread["mean"] == pytest.approx(5e307) and spread["std"] is None and spread["ci_lo"] is None
+    assert "| spread |" in (tmp_path / "report" / "ablation_report.md").read_text()
+    assert (tmp_path / "report" / "plots" / "nrmse_per_arm.png").exists()

@@ -4,8 +4,10 @@ store and that plan.json (no compile) with the same verdicts, and says when the 
 changed since the runs. Artifacts are versioned, upgraded, and share an invocation id."""
 
 import json
+import math
 import sys
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -145,3 +147,14 @@ def test_an_unchanged_study_file_reads_its_plan_back_across_a_studyc_upgrade(wri
     counted.update(compile=0)
     again = CliRunner().invoke(main, ["report", str(path), "--store", str(store), "--out", str(out)])
     assert again.exit_code == 0 and "changed since" not in again.output and counted["compile"] == 0
+
+
+@pytest.mark.parametrize("data", [
+    {"lr": 2**70, "nrmse": math.nan, "gap": [-math.inf, 0.5]},  # past orjson's 64 bits: the json module's path
+    {"lr": np.int64(3), "nrmse": np.float64("nan"), "gap": [np.float32(0.5)]},  # numpy numbers
+])
+def test_artifacts_are_strict_json_with_every_number_exact(tmp_path, data):
+    write_json(tmp_path / "a.json", data)
+    back = json.loads((tmp_path / "a.json").read_text(), parse_constant=pytest.fail)
+    assert back["nrmse"] is None and back["gap"][-1] == 0.5
+    assert back["lr"] == data["lr"] and isinstance(back["lr"], int)

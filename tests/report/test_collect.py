@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from studyc.artifacts import write_json
 from studyc.compiler.plan import Compiler
 from studyc.report.collect import collect, curves, to_dict
 from studyc.report.judge import INCOMPLETE, PASS, Judge
@@ -107,10 +108,11 @@ def test_per_arm_summary_reused_and_aliased_arms(filled):
     assert gain["value"] is None and "b.nrmse" in gain["missing"][0]
 
 
-def test_results_json_holds_every_run_once(filled):
+def test_results_json_holds_every_run_once(filled, tmp_path):
     loaded, store = filled
     results = collect(loaded.study, store, None)
-    body = json.loads(json.dumps(to_dict(results), allow_nan=False))  # valid JSON: no NaN
+    write_json(tmp_path / "results.json", to_dict(results))
+    body = json.loads((tmp_path / "results.json").read_text(), parse_constant=pytest.fail)  # valid JSON: no NaN
     runs = [r for arm in body["arms"].values() for r in arm.get("runs", []) if isinstance(r, dict)]
     assert len(runs) == len({r["id"] for r in runs}) == 6
     b1 = next(r for r in runs if r["arm"] == "b" and r["seed"] == 1)
