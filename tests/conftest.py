@@ -6,10 +6,21 @@ import sys
 import textwrap
 from pathlib import Path
 
+import matplotlib.figure  # noqa: F401 - reports made in this process draw here, not in a helper each
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes a minute or more (still runs in CI, first)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first: run on several workers (pytest-xdist), they then go beside the
+    others instead of last, alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture

@@ -123,6 +123,3 @@ def cloud_study(tmp_path, bucket):
 
     return write
 
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes a minute or more (still runs in CI)")
