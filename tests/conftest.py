@@ -6,7 +6,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import matplotlib.figure  # noqa: F401 - reports made in this process draw here, not in a helper each
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]

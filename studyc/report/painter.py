@@ -118,7 +118,10 @@ def main() -> int:
     # Read while importing: a large hand-over must not wait on the pipe for the import.
     reader = threading.Thread(target=lambda: received.append(sys.stdin.buffer.read()), daemon=True)
     reader.start()
-    warm_up()
+    import matplotlib.backends.backend_agg  # noqa: F401 - the import this process exists to overlap
+
+    if reader.is_alive():  # the figures are not here yet: load the fonts meanwhile
+        warm_up()
     reader.join()
     if not received[0]:
         return 0  # the report ended before drawing anything

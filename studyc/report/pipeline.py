@@ -19,6 +19,9 @@ from studyc.runtime.store import Store
 from studyc.spec.model import Study
 
 
+LARGE_REPORT_RUNS = 1000
+
+
 @dataclass
 class Built:
     paths: dict[str, Path]
@@ -28,11 +31,17 @@ class Built:
 
 
 def build_report(study: Study, store: Store, profile: str | None, out: Path, plan: dict[str, Any]) -> Built:
-    """``plan``: spec_hash, checks_hash and totals (the estimates) of the compiled plan."""
+    """``plan``: spec_hash, checks_hash and totals (the estimates) of the compiled plan.
+    A large study's report starts the figures' helper process and the imports judging
+    and rendering need first, to run beside its collect and judge (a small one's would
+    only wait for them)."""
+    if plan["totals"].get("runs", 0) < LARGE_REPORT_RUNS:
+        with plots.Painter(helper=False) as painter:
+            return _build(study, store, profile, out, plan, painter)
     imports = threading.Thread(target=_import_ahead, name="studyc-import-ahead", daemon=True)
     imports.start()
     try:
-        with plots.Painter() as painter:  # starts its helper now, to import matplotlib beside the work below
+        with plots.Painter() as painter:
             return _build(study, store, profile, out, plan, painter)
     finally:
         imports.join()

@@ -2,9 +2,9 @@
 per arm, and the stage tournament.
 
 A figure is described here (plain data: what to draw, from the results), then drawn by
-studyc.report.painter with matplotlib. A `Painter` by default hands the descriptions to a
-helper process started when the report begins: importing matplotlib and rasterising take
-about as long as the rest of a large report, and they run beside it instead of after it.
+studyc.report.painter with matplotlib. A `Painter` can hand the descriptions to a helper
+process started when the report begins: importing matplotlib and rasterising take about
+as long as the rest of a large report, and then run beside it instead of after it.
 
 Large sweeps are shown by their best arms (MAX_BARS, MAX_CURVES), and the title says so.
 """
@@ -125,6 +125,9 @@ class Painter:
         return self
 
     def paint(self, figures: list[Figure], plots_dir: Path) -> None:
+        if not figures:  # nothing to draw: no waiting for the helper's import either
+            self._stop()
+            return
         if self.proc is not None:
             try:
                 with self.proc.stdin:

@@ -4,6 +4,8 @@ never loses a figure or hides an error."""
 
 import pytest
 
+from studyc import orchestrate
+from studyc.report import pipeline, plots
 from studyc.report.plots import Painter
 
 FIGURES = [
@@ -62,3 +64,25 @@ def test_leaving_early_stops_the_helper(tmp_path):
             proc = painter.proc
             raise RuntimeError("the report failed before its figures")
     assert proc.poll() is not None and painter.proc is None
+
+
+def test_nothing_to_draw_stops_the_helper_at_once(tmp_path):
+    with Painter(helper=True) as painter:
+        proc = painter.proc
+        painter.paint([], tmp_path)
+    assert proc.poll() is not None and not list(tmp_path.iterdir())
+
+
+def test_a_large_studys_report_has_its_figures_drawn_by_the_helper(filled, tmp_path, monkeypatch):
+    loaded, store = filled
+    own = orchestrate.report(loaded, store, tmp_path / "own")
+    started = []
+    monkeypatch.setattr(pipeline, "LARGE_REPORT_RUNS", 1)
+    monkeypatch.setattr(plots, "Painter", lambda helper=True: started.append(helper) or Painter(helper=helper))
+    helped = orchestrate.report(loaded, store, tmp_path / "helped")
+    assert started == [True]
+    assert helped.verdicts == own.verdicts
+    figures = sorted(p.name for p in (tmp_path / "own" / "plots").iterdir())
+    assert figures and figures == sorted(p.name for p in (tmp_path / "helped" / "plots").iterdir())
+    assert all((tmp_path / d / "plots" / f).read_bytes() == (tmp_path / "own" / "plots" / f).read_bytes()
+               for d in ("helped",) for f in figures)
