@@ -107,10 +107,13 @@ DRAW = {"bars": _draw_bars, "curves": _draw_curves, "stages": _draw_stages}
 
 
 def draw(fig: Figure, plots_dir: Path) -> None:
-    canvas, ax = DRAW[fig["kind"]](fig)
-    ax.set_title(fig["heading"], fontsize=9)
-    canvas.tight_layout()
-    canvas.savefig(plots_dir / fig["file"])
+    import numpy as np
+
+    with np.errstate(all="ignore"):  # values near float range overflow matplotlib's tick arithmetic: no warning
+        canvas, ax = DRAW[fig["kind"]](fig)
+        ax.set_title(fig["heading"], fontsize=9)
+        canvas.tight_layout()
+        canvas.savefig(plots_dir / fig["file"])
 
 
 def main() -> int:
