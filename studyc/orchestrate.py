@@ -133,11 +133,16 @@ def report(loaded: LoadedStudy, store: Store, out: Path | None = None, plan: Pla
 
     out = out or default_out(loaded)
     notes: list[str] = []
-    if plan is not None:
-        write_json(out / PLAN_FILE, envelope("plan", plan.spec_hash, {**plan.to_dict(), "source_hash": _source_hash(loaded)}))
-        facts = {"spec_hash": plan.spec_hash, "checks_hash": plan.checks_hash, "totals": plan.totals}
-    else:
-        facts, notes = _plan_facts(loaded, out)
+
+    def facts() -> dict[str, Any]:  # asked for once the report's figures are on their way
+        if plan is not None:
+            write_json(out / PLAN_FILE, envelope("plan", plan.spec_hash,
+                                                 {**plan.to_dict(), "source_hash": _source_hash(loaded)}))
+            return {"spec_hash": plan.spec_hash, "checks_hash": plan.checks_hash, "totals": plan.totals}
+        found, said = _plan_facts(loaded, out)
+        notes.extend(said)
+        return found
+
     with store.guard():
         built = build_report(loaded.study, store, loaded.profile, out, facts)
     return Report(built.paths, built.verdicts, out, built.preregistration, notes)

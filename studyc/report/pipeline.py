@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from studyc.errors import RunError
 from studyc.report import leaderboard, plots
@@ -30,12 +30,14 @@ class Built:
     leaderboard: dict[str, Any] | None
 
 
-def build_report(study: Study, store: Store, profile: str | None, out: Path, plan: dict[str, Any]) -> Built:
-    """``plan``: spec_hash, checks_hash and totals (the estimates) of the compiled plan.
-    A large study's report starts the figures' helper process and the imports judging
-    and rendering need first, to run beside its collect and judge (a small one's would
-    only wait for them)."""
-    if plan["totals"].get("runs", 0) < LARGE_REPORT_RUNS:
+def build_report(study: Study, store: Store, profile: str | None, out: Path,
+                 plan: Callable[[], dict[str, Any]]) -> Built:
+    """``plan``: gives spec_hash, checks_hash and totals (the estimates) of the compiled
+    plan; asked for once the figures are handed over (reading a large plan.json takes a
+    while). A large study's report starts the figures' helper process and the imports
+    judging and rendering need first, to run beside its collect and judge (a small one's
+    would only wait for them)."""
+    if store.count_runs(study.study, profile) < LARGE_REPORT_RUNS:
         with plots.Painter(helper=False) as painter:
             return _build(study, store, profile, out, plan, painter)
     imports = threading.Thread(target=_import_ahead, name="studyc-import-ahead", daemon=True)
@@ -54,7 +56,7 @@ def _import_ahead() -> None:
     import scipy.special  # noqa: F401
 
 
-def _build(study: Study, store: Store, profile: str | None, out: Path, plan: dict[str, Any],
+def _build(study: Study, store: Store, profile: str | None, out: Path, plan_facts: Callable[[], dict[str, Any]],
            painter: plots.Painter) -> Built:
     results = collect(study, store, profile)
     if not results.all_runs() and not any(arm.source == "reuse" for arm in results.arms.values()):
@@ -69,6 +71,7 @@ def _build(study: Study, store: Store, profile: str | None, out: Path, plan: dic
     drawn = figures(results, verdicts, learning, series)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     painter.paint(drawn, out / "plots")  # first: the figures are drawn while the rest is written
+    plan = plan_facts()
     prereg = preregistration(store.study_record(study.study, profile), plan["checks_hash"],
                              any(r.status == "done" for r in results.all_runs()))
     specs = results.specs

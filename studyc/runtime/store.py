@@ -541,6 +541,10 @@ class Store:
     def attempts(self, run_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM attempts WHERE run_id=? ORDER BY attempt", (run_id,))]
 
+    def count_runs(self, study: str, profile: str | None) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM study_runs WHERE study=? AND profile=?",
+                               (study, profile or "")).fetchone()[0]
+
     def study_runs(self, study: str, profile: str | None) -> list[dict[str, Any]]:
         """The study's runs with their records. A run left 'running' by a studyc that died
         reads as 'queued': that is what the next `studyc run` will do with it."""
