@@ -24,6 +24,7 @@ from studyc.report.painter import BAR_COLOR, BEST_COLOR, Figure, draw
 
 MAX_BARS = 30
 MAX_CURVES = 8
+HELPER_TIMEOUT_S = 300  # far beyond any report's figures
 
 
 # ------------------------------------------------------------------ describing (no matplotlib)
@@ -112,7 +113,7 @@ class Painter:
     def __init__(self, helper: bool | None = None):
         self.proc: subprocess.Popen | None = None
         self.sent: tuple[list[Figure], Path] | None = None
-        if helper or (helper is None and "matplotlib" not in sys.modules):
+        if sys.executable and (helper or (helper is None and "matplotlib" not in sys.modules)):
             package = str(Path(__file__).resolve().parents[2])
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package, os.environ.get("PYTHONPATH")]))}
             try:
@@ -141,7 +142,13 @@ class Painter:
     def __exit__(self, kind, value, tb) -> None:
         if kind is not None or self.sent is None:
             self._stop()
-        elif self.proc.wait() != 0:
+            return
+        try:
+            failed = self.proc.wait(timeout=HELPER_TIMEOUT_S) != 0
+        except subprocess.TimeoutExpired:  # stuck: it never takes a report down with it
+            self._stop()
+            failed = True
+        if failed:
             self._draw_here(*self.sent)
 
     @staticmethod

@@ -2,6 +2,8 @@
 it draws is what the report would draw itself, and a helper that fails or goes away
 never loses a figure or hides an error."""
 
+import signal
+
 import pytest
 
 from studyc import orchestrate
@@ -86,3 +88,14 @@ def test_a_large_studys_report_has_its_figures_drawn_by_the_helper(filled, tmp_p
     assert figures and figures == sorted(p.name for p in (tmp_path / "helped" / "plots").iterdir())
     assert all((tmp_path / d / "plots" / f).read_bytes() == (tmp_path / "own" / "plots" / f).read_bytes()
                for d in ("helped",) for f in figures)
+
+
+def test_a_stuck_helper_is_stopped_and_the_report_draws_itself(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "HELPER_TIMEOUT_S", 0.5)
+    (tmp_path / "plots").mkdir()
+    with Painter(helper=True) as painter:
+        painter.proc.send_signal(signal.SIGSTOP)  # frozen: it will not draw or exit
+        proc = painter.proc
+        painter.paint(FIGURES, tmp_path / "plots")
+    assert proc.poll() is not None
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(f["file"] for f in FIGURES)
