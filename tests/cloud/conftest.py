@@ -15,6 +15,8 @@ pytest.importorskip("sky", reason="the cloud extra (skypilot) is not installed")
 boto3 = pytest.importorskip("boto3", reason="the cloud extra (boto3) is not installed")
 moto_server = pytest.importorskip("moto.server", reason="moto[server] (dev extra) is not installed")
 
+from testkit.cloud import CloudRun  # noqa: E402 - after the checks that skip without the cloud extra
+
 FAKE_SKY = Path(__file__).with_name("fake_sky.py")
 
 
@@ -65,6 +67,11 @@ def fake_sky(tmp_path):
     fake = _FAKE.FakeSky(tmp_path / "sky")
     yield fake
     fake.kill_all()
+
+
+@pytest.fixture
+def cloud(tmp_path, fake_sky):
+    return CloudRun(tmp_path / ".studyc", fake_sky)
 
 
 # A trainer that follows the run protocol. Config: steps, sleep per step, crash (exit code

@@ -3,9 +3,6 @@ workers, each running the setup once, instead of a machine (and a setup) per run
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import yaml
 
@@ -15,22 +12,7 @@ from studyc.errors import RunError
 from studyc.spec.loader import load
 
 sky = pytest.importorskip("sky", reason="the cloud extra (skypilot) is not installed")
-
-
-def _harness():
-    spec = importlib.util.spec_from_file_location("studyc_tests_cloud_harness_pool",
-                                                  Path(__file__).with_name("test_sky_executor.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_H = _harness()
-
-
-@pytest.fixture
-def cloud(tmp_path, fake_sky):
-    return _H.CloudRun(tmp_path / ".studyc", fake_sky)
+from testkit.cloud import runs_by_arm  # noqa: E402
 
 
 def test_compile_writes_the_pool_and_jobs_without_setup(tmp_path, write_study):
@@ -86,7 +68,7 @@ def test_run_cloud_applies_the_pool_once_then_launches_every_job_on_it(cloud, cl
     assert len(launches) == 4 and all(c["pool"] == "studyc-cloudy" for c in launches)
     assert sum(name == "pool_apply" for name, _ in calls) == 1
     assert all(j["status"] == "SUCCEEDED" and j["setup"] is None for j in cloud.fake.jobs())
-    assert all(r["status"] == "done" for r in _H.runs_by_arm(cloud.store()).values())
+    assert all(r["status"] == "done" for r in runs_by_arm(cloud.store()).values())
 
 
 def test_dryrun_shows_the_pool_and_its_setup(tmp_path, write_study, monkeypatch):

@@ -5,10 +5,8 @@ W&B results looked up in the group the run logged to (issue 12, items 2, 4, 6, 1
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,24 +14,7 @@ from studyc.runtime import sky_executor
 from studyc.runtime.sky_executor import SkyExecutor, reason_exit_code
 from studyc.runtime.store import Store
 from studyc.spec.loader import load
-
-
-def _harness():
-    """test_sky_executor's harness (tests/ is no package)."""
-    spec = importlib.util.spec_from_file_location("studyc_tests_cloud_harness",
-                                                  Path(__file__).with_name("test_sky_executor.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_H = _harness()
-CloudRun, runs_by_arm = _H.CloudRun, _H.runs_by_arm
-
-
-@pytest.fixture
-def cloud(tmp_path, fake_sky):
-    return CloudRun(tmp_path / ".studyc", fake_sky)
+from testkit.cloud import runs_by_arm
 
 
 def test_fixture_is_the_installed_skypilots(fake_sky_module):

@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,74 +19,11 @@ import pytest
 from studyc import orchestrate
 from studyc.compiler.sky import task_name
 from studyc.errors import RunError
-from studyc.runtime.sky_executor import CloudOptions
 from studyc.runtime.store import Store
-from studyc.spec.loader import load
+from testkit.cloud import runs_by_arm
+from testkit.polling import wait_for
 
 FAKE_SKY = Path(__file__).with_name("fake_sky.py")
-
-
-def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-class CloudRun:
-    """`orchestrate.execute(..., cloud=...)` in this process, with the fake client."""
-
-    def __init__(self, home: Path, fake):
-        self.home = home
-        self.fake = fake
-        self.events = []
-        self.asked: list[list[str]] = []
-
-    def options(self, cancel: bool | None = None, **settings) -> CloudOptions:
-        def confirm(jobs):
-            self.asked.append(jobs)
-            return cancel
-
-        settings = {"refresh_s": 0.1, "settle_s": 5.0, **settings}
-        return CloudOptions(client=self.fake, confirm_cancel=confirm if cancel is not None else None, **settings)
-
-    def __call__(self, path: Path, cancel: bool | None = None, **settings):
-        loaded = load(path)
-        store = Store(self.home)
-        try:
-            plan = orchestrate.execute(loaded, store, self.events.append, cloud=self.options(cancel, **settings))
-        finally:
-            store.close()
-        return loaded, plan
-
-    def in_thread(self, path: Path, **settings) -> threading.Thread:
-        errors = []
-
-        def target():
-            try:
-                self(path, **settings)
-            except BaseException as exc:  # noqa: BLE001 - handed to the test
-                errors.append(exc)
-
-        thread = threading.Thread(target=target, daemon=True)
-        thread.errors = errors
-        thread.start()
-        return thread
-
-    def store(self) -> Store:
-        return Store(self.home)
-
-
-@pytest.fixture
-def cloud(tmp_path, fake_sky):
-    return CloudRun(tmp_path / ".studyc", fake_sky)
-
-
-def runs_by_arm(store: Store, study: str = "cloudy") -> dict[str, dict]:
-    return {f"{r['arm']}/{r['seed']}": r for r in store.study_runs(study, None)}
 
 
 def metric_values(store: Store, run_id: str, name: str) -> list[float]:

@@ -3,9 +3,6 @@ arithmetic (seed 004: four 36 GB runs crashed a 94.5 GB machine by starting at o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +12,7 @@ from studyc.compiler.plan import compile_plan
 from studyc.errors import RunError
 from studyc.spec.loader import load
 from studyc.spec.model import Machine
+from testkit.packing import FakeRun
 
 
 def plan_of(path):
@@ -174,21 +172,6 @@ def test_stages_run_one_after_another(write_study):
 
 
 # ---------------------------------------------------------------- properties
-
-
-@dataclass
-class FakeRun:
-    """The fields the packer reads and writes."""
-
-    arm: str
-    stage: str
-    seed: int
-    resources: dict[str, Any]
-    est_hours: float
-    start_h: float = 0.0
-    end_h: float = 0.0
-    slot: int = 0
-    gpus: list[int] = field(default_factory=list)
 
 
 run_strategy = st.builds(

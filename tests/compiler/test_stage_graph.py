@@ -4,9 +4,6 @@ evaluate; the plan names the critical path. `--parallel N` overrides budget.para
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +11,7 @@ from hypothesis import strategies as st
 from studyc.compiler import packing
 from studyc.compiler.plan import compile_plan
 from studyc.spec.loader import load
+from testkit.packing import FakeRun
 
 # Seed 002: "Launch Parallel Runs (6 instances total)": three rounds at once, 16-20 h.
 ROUNDS = """\
@@ -119,19 +117,6 @@ def test_evaluation_run_ids_follow_the_run_they_evaluate(write_study):
 
 
 # ---------------------------------------------------------------- properties
-
-
-@dataclass
-class FakeRun:
-    arm: str
-    stage: str
-    seed: int
-    resources: dict[str, Any]
-    est_hours: float
-    start_h: float = 0.0
-    end_h: float = 0.0
-    slot: int = 0
-    gpus: list[int] = field(default_factory=list)
 
 
 STAGES = ["s0", "s1", "s2", "s3"]

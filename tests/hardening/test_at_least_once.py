@@ -6,13 +6,13 @@ import json
 import os
 import socket
 import sys
-import textwrap
 import time
 
 from studyc import orchestrate
 from studyc.compiler.plan import compile_plan
 from studyc.runtime.store import Store
 from studyc.spec.loader import load
+from testkit.studies import one_run_study
 
 DEAD_OWNER = f"{socket.gethostname()}:4194303:1"  # a pid above pid_max: no such studyc
 
@@ -20,17 +20,7 @@ DEAD_OWNER = f"{socket.gethostname()}:4194303:1"  # a pid above pid_max: no such
 def study(tmp_path, write_study):
     trainer = tmp_path / "t.py"
     trainer.write_text("import studyc\nstudyc.log(step=0, loss=0.25)\n")
-    return write_study(textwrap.dedent(f"""\
-        study: once
-        run:
-          command: {sys.executable} {trainer}
-          seeds: [0]
-          resources: {{hours: 0.001}}
-        metrics:
-          loss: {{goal: min}}
-        arms:
-          a: {{}}
-        """))
+    return write_study(one_run_study("once", f"{sys.executable} {trainer}"))
 
 
 def left_running(store, path, exit_code, started_delay=0.0):

@@ -1,9 +1,7 @@
 """Issue 14 item 7: validate refuses what would crash later, and accepts braces that are
 not placeholders (JSON, ${VAR}, {a,b})."""
 
-import json
 import sys
-import textwrap
 
 import pytest
 
@@ -11,21 +9,11 @@ from studyc import orchestrate
 from studyc.errors import StudyErrors
 from studyc.runtime.store import Store
 from studyc.spec.loader import load
+from testkit.studies import one_run_study
 
 
 def study(command, extra=""):
-    return textwrap.dedent(f"""\
-        study: braces
-        run:
-          command: {command}
-          config: {{lr: 0.1, model: {{width: 4}}}}
-          seeds: [0]
-          resources: {{hours: 0.001}}
-        metrics:
-          loss: {{goal: min}}
-        arms:
-          a: {{}}
-        """) + extra
+    return one_run_study("braces", command, config="{lr: 0.1, model: {width: 4}}", extra=extra)
 
 
 def test_json_and_shell_braces_are_not_placeholders(tmp_path, write_study):

@@ -2,29 +2,18 @@
 the path and the operation, found before any run starts."""
 
 import errno
-import textwrap
 
 import pytest
 from click.testing import CliRunner
 
 from studyc.cli import main
+from testkit.studies import one_run_study
 
 
 @pytest.fixture
 def study(tmp_path, toy_trainer):
     path = tmp_path / "study.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        study: disk
-        run:
-          command: python {toy_trainer}
-          config: {{base: 0.05}}
-          seeds: [0]
-          resources: {{hours: 0.001}}
-        metrics:
-          nrmse: {{goal: min}}
-        arms:
-          a: {{}}
-        """))
+    path.write_text(one_run_study("disk", f"python {toy_trainer}", config="{base: 0.05}", metric="nrmse"))
     return path
 
 

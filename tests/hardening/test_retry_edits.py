@@ -1,6 +1,5 @@
 """Issue 14 item 9: a retry never runs with a NaN, a boolean or a silently clamped value."""
 
-import textwrap
 
 import pytest
 
@@ -8,6 +7,7 @@ from studyc import orchestrate
 from studyc.runtime.failures import EditError, apply_edits
 from studyc.runtime.store import Store
 from studyc.spec.loader import load
+from testkit.studies import one_run_study
 
 
 @pytest.mark.parametrize("config, edits, why", [
@@ -31,19 +31,8 @@ def test_whole_numbers_stay_whole():
 def test_the_run_ends_with_its_failure_when_the_playbook_runs_out_of_room(tmp_path, write_study):
     trainer = tmp_path / "oom.py"
     trainer.write_text("import sys\nprint('CUDA out of memory', file=sys.stderr)\nsys.exit(1)\n")
-    path = write_study(textwrap.dedent(f"""\
-        study: clamp
-        run:
-          command: python {trainer}
-          config: {{batch_size: 2}}
-          seeds: [0]
-          resources: {{hours: 0.001}}
-        metrics:
-          loss: {{goal: min}}
-        arms:
-          a: {{}}
-        on_failure: {{oom: {{retries: 5, config: {{batch_size: 'batch_size // 2'}}}}}}
-        """))
+    path = write_study(one_run_study("clamp", f"python {trainer}", config="{batch_size: 2}",
+                                     extra="on_failure: {oom: {retries: 5, config: {batch_size: 'batch_size // 2'}}}\n"))
     store = Store(tmp_path / "store")
     events = []
     orchestrate.execute(load(path), store, events.append)

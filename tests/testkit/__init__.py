@@ -1,0 +1,2 @@
+"""Helpers shared by test modules in several folders (tests/ is on sys.path: pyproject's
+pytest `pythonpath`)."""
