@@ -124,7 +124,8 @@ class Timeline:
     held_h: list[float]  # per run: hours of its GPUs' time it holds (shared time split between sharers)
 
 
-def _chain(stage_order: list[str]) -> dict[str, list[str]]:
+def chain(stage_order: list[str]) -> dict[str, list[str]]:
+    """Each stage needing the one before it (what stages without ``needs`` mean)."""
     return {s: ([stage_order[i - 1]] if i else []) for i, s in enumerate(stage_order)}
 
 
@@ -141,7 +142,7 @@ def simulate(runs: list["RunPlan"], stage_order: list[str], parallel: int, targe
         check_gpu_memory(runs)
     else:  # the machine's own figures win over the catalog (an H100 NVL has 94 GB)
         check_fits(runs, target)
-    needs = needs if needs is not None else _chain(stage_order)
+    needs = needs if needs is not None else chain(stage_order)
     by_stage: dict[str, list[int]] = {s: [] for s in stage_order}
     for i, run in enumerate(runs):
         by_stage.setdefault(run.stage, []).append(i)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,17 @@ def read_catalog(cloud: str | None) -> Catalog | None:
     if not cloud:
         return None
     path = catalog_dir() / cloud / "vms.csv"
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _parse_catalog(cloud, path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=16)
+def _parse_catalog(cloud: str, path: Path, mtime_ns: int, size: int) -> Catalog | None:
+    """A catalog file read once per version of it (a command prices, checks and dry-runs
+    against the same one)."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))

@@ -220,6 +220,7 @@ class TaskRenderer:
         self.secrets = secret_names(study)
         self.workdir = os.path.relpath(plan.workdir, out_dir.resolve())
         self.project = Path(plan.workdir)
+        self.default_setups: dict[bool, str] = {}  # GPU machine or not -> studyc's default setup
         wandb = study.tracking.wandb
         self.tracked = wandb is not None and wandb.mode != "disabled"
 
@@ -270,7 +271,10 @@ class TaskRenderer:
         text = self.study.run.setup
         if text:
             return text if text.endswith("\n") else text + "\n"
-        return default_setup(self.project, bool(accelerators), self.tracked)
+        gpu = bool(accelerators)
+        if gpu not in self.default_setups:  # it reads the project's pyproject.toml: once per machine kind
+            self.default_setups[gpu] = default_setup(self.project, gpu, self.tracked)
+        return self.default_setups[gpu]
 
 
 @dataclass

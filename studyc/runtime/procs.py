@@ -61,16 +61,6 @@ def owner_alive(token: str | None) -> bool:
     return True
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live processes in process group ``pgid``."""
-    members = []
-    for entry in Path("/proc").iterdir() if _HAVE_PROC else ():
-        fields = _stat(entry.name) if entry.name.isdigit() else None
-        if fields and int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
-
-
 def run_env(pid: int) -> dict[str, str]:
     """The environment a process started with (empty if it is gone or not ours)."""
     try:

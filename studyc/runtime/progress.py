@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from studyc.compiler import packing
 from studyc.compiler.plan import RunPlan
 from studyc.compiler.resources import Demand, Target
 from studyc.runtime.scheduler import Event, host_target
@@ -49,7 +50,7 @@ class Tracker:
         # Slots for runs a gate will promote: placeholders until the real runs appear.
         self.placeholders: list[RunPlan] = [r for r in runs if r.pending]
         self.stage_order = list(dict.fromkeys(r.stage for r in runs))
-        self.needs = needs if needs is not None else {s: self.stage_order[i - 1:i] for i, s in enumerate(self.stage_order)}
+        self.needs = needs if needs is not None else packing.chain(self.stage_order)
         # As many at once as the scheduler places the largest run on this machine (the same
         # resource model); on the cloud each run has a machine of its own.
         demands = {Demand.of(r.resources) for r in runs}
