@@ -18,13 +18,13 @@ from studyc.spec.accelerators import gpu_count, parse as parse_accelerators
 from studyc.quoting import shell
 from studyc.spec import expr as E
 from studyc.spec.arms import ArmSpec, deep_merge, expand_arms
+from studyc.spec.commands import PLACEHOLDER
 from studyc.spec.loader import LoadedStudy
 from studyc.spec.model import Resources, Study
 
 PLAN_SCHEMA_VERSION = 1
 DEFAULT_STAGE = "main"
 DEFAULT_HOURS = 1.0  # a run whose resources give no `hours`
-_PLACEHOLDER = re.compile(r"\{(seed|config\.[A-Za-z0-9_.]+)\}")
 
 
 @dataclass
@@ -105,12 +105,15 @@ class Plan:
 
 
 def render_command(template: str, config: dict[str, Any], seed: int) -> str:
-    """Fill ``{seed}`` and ``{config.key}``, every value shell-quoted."""
+    """Fill ``{seed}`` and ``{config.key}``, every value shell-quoted; other braces are
+    the shell's (the placeholders validation checked: spec.commands.PLACEHOLDER)."""
 
     def sub(m: re.Match) -> str:
         name = m.group(1)
         if name == "seed":
             return shell(str(seed))
+        if not name.startswith("config."):
+            return m.group(0)
         value: Any = config
         for part in name.removeprefix("config.").split("."):
             value = value[part]
@@ -120,7 +123,7 @@ def render_command(template: str, config: dict[str, Any], seed: int) -> str:
             value = "true" if value else "false"
         return shell(str(value))
 
-    return _PLACEHOLDER.sub(sub, template)
+    return PLACEHOLDER.sub(sub, template)
 
 
 def checks_hash(study: Study) -> str:

@@ -18,7 +18,7 @@ from studyc.spec.arms import ArmSpec, deep_merge
 from studyc.spec.expr import ExprError
 from studyc.spec.model import Study
 
-_PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_.]*)\}")  # the compiler fills what this finds
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 INT64 = 1 << 63
 
@@ -32,8 +32,6 @@ def _lookup(name: str, arm: str, config: dict[str, Any]) -> ExprError | None:
         if not isinstance(value, dict):
             return ExprError(f"placeholder '{{{name}}}' cannot be filled: {where} is {str(value)[:40]!r} in arm "
                              f"'{arm}', not a mapping", 0, "fix the placeholder, or make it a mapping in run.config")
-        if part not in value and f"+{part}" in value:  # a key the study declares new
-            part = f"+{part}"
         if part not in value:
             close = did_you_mean(part, [str(k) for k in value])
             return ExprError(f"unknown placeholder '{{{name}}}': {where} has no key '{part}' (arm '{arm}')", 0,
@@ -48,7 +46,7 @@ def _lookup(name: str, arm: str, config: dict[str, Any]) -> ExprError | None:
 def _command_problems(command: str, configs: list[tuple[str, dict[str, Any]]]) -> list[ExprError]:
     """Placeholders of ``command`` that some arm's config cannot fill (one error each)."""
     problems = []
-    for match in _PLACEHOLDER.finditer(command):
+    for match in PLACEHOLDER.finditer(command):
         name = match.group(1)
         if name == "seed":
             continue

@@ -8,6 +8,7 @@ import pytest
 from studyc import orchestrate
 from studyc.errors import StudyErrors
 from studyc.runtime.store import Store
+from studyc.compiler.plan import compile_plan
 from studyc.spec.loader import load
 from testkit.studies import one_run_study
 
@@ -55,3 +56,11 @@ def test_an_env_name_with_equals_or_a_nul_value_is_refused(write_study):
         load(path)
     messages = [e.message for e in caught.value.errors]
     assert any("'A=B' cannot be" in m for m in messages) and any("NUL" in m for m in messages)
+
+
+def test_what_validation_leaves_to_the_shell_the_compiler_leaves_too(write_study):
+    """One placeholder rule for the check and the fill: `${...}` is the shell's, so a study
+    that validates compiles (it crashed with KeyError: the compiler filled `${config.x}`)."""
+    path = write_study(study("echo ${config.missing} ${HOME} {config.lr} {seed}"))
+    (run,) = compile_plan(load(path)).runs
+    assert run.command == "echo ${config.missing} ${HOME} 0.1 0"
