@@ -55,11 +55,10 @@ def run(study: StudyLike, profile: str | None = None, *, store: str | Path | Non
 
     begin_invocation()
     loaded = _loaded(study, profile)
-    compiled = orchestrate.compile_study(loaded)
     opened = Store(Path(store) if store is not None else None)
     try:
         plan = orchestrate.execute(loaded, opened, on_event or (lambda event: None), set(rerun), allow_over_budget,
-                                   parallel=parallel, compiled=compiled)
+                                   parallel=parallel)
         return orchestrate.report(loaded, opened, Path(out) if out is not None else None, plan).verdicts
     finally:
         opened.close()

@@ -121,8 +121,8 @@ def run_until_settled(loaded: LoadedStudy, store: Store, max_seeds: int, batch: 
     on_event = _once(on_event)
     runnable = {name for name, spec in expand_arms(study).items() if spec.runs}
     # Seeds an earlier --until-settled added stay in the study (a plain run would drop them).
-    compiler = Compiler(loaded)
-    planned = {a: [r.seed for r in compiler.compile().runs if r.arm == a] for a in runnable}
+    runs = Compiler(loaded).compile().runs
+    planned = {a: [r.seed for r in runs if r.arm == a] for a in runnable}
     stored = _seeds(collect(study, store, profile), runnable)
     current = with_seeds(loaded, {a: sorted(set(planned[a]) | set(stored.get(a, []))) for a in runnable})
     plan = orchestrate.execute(current, store, on_event, allow_over_budget=allow_over_budget, executor=executor,
@@ -141,10 +141,10 @@ def run_until_settled(loaded: LoadedStudy, store: Store, max_seeds: int, batch: 
             for arm, k in adding.items():
                 grown[arm] = seeds[arm] + [s for s in range(len(seeds[arm]) + k) if s not in seeds[arm]][:k]
             candidate = with_seeds(loaded, grown)
-            preview = Compiler(candidate).compile()
-            if not preview.budget["ok"] and not allow_over_budget:
+            preview = orchestrate.compile_study(candidate, parallel)  # what the next execute runs
+            if not preview.plan.budget["ok"] and not allow_over_budget:
                 look.adding, look.stop = {}, "the next batch would go over budget: " + "; ".join(
-                    preview.budget["violations"])
+                    preview.plan.budget["violations"])
             else:
                 current = candidate
         looks.append(look)
@@ -152,4 +152,4 @@ def run_until_settled(loaded: LoadedStudy, store: Store, max_seeds: int, batch: 
         if look.stop:
             return Settled(plan, looks)
         plan = orchestrate.execute(current, store, on_event, allow_over_budget=allow_over_budget, executor=executor,
-                                   parallel=parallel, cloud=cloud)
+                                   parallel=parallel, cloud=cloud, compiled=preview)

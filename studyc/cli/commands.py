@@ -294,11 +294,12 @@ def run(file: Path, profile: str | None, out: Path | None, rerun: tuple[str, ...
         if loaded.study.stats.design == "fixed":
             click.echo("note: the study declares stats.design: fixed; with seeds added until settled it is judged on "
                        "the confidence sequence (docs/sequential.md), in this report and every later one")
-    unknown = [a for a in rerun if a not in _arm_names(loaded)]
+    names = _arm_names(loaded)
+    unknown = [a for a in rerun if a not in names]
     if unknown:
         from studyc.errors import did_you_mean
 
-        raise RunError(f"--rerun: unknown arm '{unknown[0]}'", did_you_mean(unknown[0], _arm_names(loaded)))
+        raise RunError(f"--rerun: unknown arm '{unknown[0]}'", did_you_mean(unknown[0], names))
     compiled = orchestrate.compile_study(loaded, parallel)  # once: execute and report take it from here
     preview = compiled.plan
     if dryrun:

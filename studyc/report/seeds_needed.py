@@ -30,7 +30,6 @@ from studyc.report.sequential import DESIGN, SequentialJudge, cs_multiplier
 from studyc.report.stats import MAX_MORE_SEEDS, Estimate
 from studyc.spec.loader import LoadedStudy
 
-MAX_PLANNED_SEEDS = MAX_MORE_SEEDS
 DRAWS = 4000  # simulated studies per seed count: the probability to about ±1.5 points
 
 
@@ -289,7 +288,7 @@ def summary_lines(out: dict[str, Any]) -> list[str]:
             lines += [f"{name}: cannot plan: {h['refused']}"] + ([f"  hint: {h['hint']}"] if h["hint"] else [])
             continue
         if h["seeds"] is None:
-            lines.append(f"{name}: more than {MAX_PLANNED_SEEDS} seeds per arm ({arms})")
+            lines.append(f"{name}: more than {MAX_MORE_SEEDS} seeds per arm ({arms})")
         else:
             c = h["cost"]
             over = "" if c["budget"]["ok"] else f" (over budget: {'; '.join(c['budget']['violations'])})"
@@ -305,5 +304,5 @@ def summary_lines(out: dict[str, Any]) -> list[str]:
         lines += [f"    {v}" for v in total["budget"]["violations"] or ["within the budget"]]
     beyond = [h["hypothesis"] for h in out["hypotheses"] if h["seeds"] is None and not h["refused"]]
     if beyond:
-        lines.append(f"    not counted: {', '.join(beyond)} (more than {MAX_PLANNED_SEEDS} seeds per arm)")
+        lines.append(f"    not counted: {', '.join(beyond)} (more than {MAX_MORE_SEEDS} seeds per arm)")
     return lines

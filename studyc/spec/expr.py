@@ -427,19 +427,9 @@ def to_source(node: Node) -> str:
 def walk(node: Node):
     """Every node of the tree, parents first."""
     yield node
-    if isinstance(node, Unary):
-        yield from walk(node.operand)
-    elif isinstance(node, Binary):
-        yield from walk(node.left)
-        yield from walk(node.right)
-    elif isinstance(node, Compare):
-        for operand in node.operands:
-            yield from walk(operand)
-    elif isinstance(node, Call):
-        for arg in node.args:
-            yield from walk(arg)
-        for _, value in node.kwargs:
-            yield from walk(value)
+    if isinstance(node, _Inner):
+        for child in node.children():
+            yield from walk(child)
 
 
 def refs(node: Node) -> list[Ref]:

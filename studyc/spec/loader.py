@@ -358,13 +358,9 @@ def validate_source(source: Source, path: Path, profile: str | None) -> LoadedSt
     too_many = _too_many_arms(study, source)
     if too_many:
         raise StudyErrors(too_many)
-    from studyc.spec.arms import expand_arms
-    from studyc.spec.commands import check_run_inputs
     from studyc.spec.semantics import check_study
 
     errors = check_study(study, source)
-    # Commands are checked per expanded arm, once the sweeps are known to expand.
-    errors += check_run_inputs(study, {} if errors else expand_arms(study), source)
     if errors:
         raise StudyErrors(errors)
     return LoadedStudy(study, source, path, profile)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from studyc.errors import StudyError, did_you_mean
 from studyc.spec import expr as E
 from studyc.spec.arms import ArmSpec, expand_arms, render_name, sweep_points, template_fields
+from studyc.spec.commands import check_run_inputs
 from studyc.spec.configkeys import check_config_keys
 from studyc.spec.loader import Source
 from studyc.spec.model import Study
@@ -129,6 +130,13 @@ def _bare(allowed: set[str] | None, what: str) -> E.Resolver:
 
 
 def check_study(study: Study, source: Source) -> list[StudyError]:
+    """Every semantic problem of the study; then, where the sweeps expand cleanly, what
+    becomes a process, per expanded arm (spec.commands)."""
+    errors, arms = _check_semantics(study, source)
+    return errors + check_run_inputs(study, {} if errors else arms, source)
+
+
+def _check_semantics(study: Study, source: Source) -> tuple[list[StudyError], dict[str, ArmSpec]]:
     errors: list[StudyError] = []
 
     def problem(path: tuple, message: str, hint: str | None = None, key: bool = False) -> None:
@@ -203,7 +211,7 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
             elif arm.same_as not in study.arms:
                 problem(("arms", family, "same_as"), f"unknown arm '{arm.same_as}'", did_you_mean(arm.same_as, study.arms))
     if errors:
-        return errors
+        return errors, {}
     arms = expand_arms(study, problem)
     names = Names(study, arms)
     runnable = set(arms) | set(study.arms) | set(study.stages)  # what failed() may name
@@ -392,5 +400,5 @@ def check_study(study: Study, source: Source) -> list[StudyError]:
     for name, price in study.prices.items():
         if price < 0:
             problem(("prices", name), "a price cannot be negative")
-    return errors
+    return errors, arms
 
