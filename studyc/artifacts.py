@@ -54,19 +54,30 @@ def envelope(kind: str, spec_hash: str, body: dict[str, Any], timestamp: bool = 
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically (a reader never sees half a file), indented, with orjson: a large
+    """Write atomically (atomic_write), indented, with orjson: a large
     sweep's results.json is tens of MB, ten times faster than with the json module. NaN
     and infinities are written as null (JSON has neither); numpy numbers as numbers."""
     try:
         text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
     except TypeError:  # an integer past 64 bits (a config value may be one): the json module writes any int
         text = json.dumps(_finite(data), indent=2).encode()
+    atomic_write(path, text + b"\n")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one step (a reader sees the old file or the new,
+    never half of one), keeping its permissions, or as an ordinary new file would have them."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.fchmod(fd, 0o666 & ~_umask())  # as an ordinary file would be (mkstemp makes it private)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(text + b"\n")
-    os.replace(tmp, path)
+    try:
+        os.fchmod(fd, mode)  # mkstemp makes it private
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _finite(value: Any) -> Any:

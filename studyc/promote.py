@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from studyc import yamledit
+from studyc.artifacts import atomic_write
 from studyc.errors import RunError, StudyErrors
 from studyc.runtime.store import Store
 from studyc.spec.arms import deep_merge, expand_arms
@@ -196,18 +195,6 @@ def _read(path: Path) -> str:
         raise RunError(f"cannot read {path}: {exc}", "check the path and its permissions") from None
 
 
-def _write(path: Path, text: str) -> None:
-    """Atomically, keeping the file's permissions."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o7777 if path.exists() else None
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    if mode is not None:
-        os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 def promote(study_file: Path, profile: str | None, store: Store, to: Path | None = None, arm: str | None = None,
             dryrun: bool = False) -> Promotion:
     if to is not None and to.resolve() == Path(study_file).resolve():
@@ -239,7 +226,7 @@ def promote(study_file: Path, profile: str | None, store: Store, to: Path | None
     board = None
     if not dryrun:
         if new_text != text:
-            _write(target, new_text)
+            atomic_write(target, new_text.encode("utf-8"))
         if judged.study.report.leaderboard:
             board = mark_leaderboard(judged, results, winner, f"{target}" + (f" {'.'.join(at)}" if at else ""))
     return Promotion(winner, target, ".".join(at), changes, diff, written=not dryrun and new_text != text,

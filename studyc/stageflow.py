@@ -97,7 +97,7 @@ class StageFlow:
         what = "; ".join(f"{r.arm} seed {r.seed}: {_ending(rec)}" for r, rec in bad[:5])
         more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
         raise SmokeFailed(f"smoke stage '{stage}' failed, so the study stopped before its other stages: {what}{more}",
-                          f"fix what broke (`studyc status` and the run logs say more), then `studyc run` again: "
+                          "fix what broke (`studyc status` and the run logs say more), then `studyc run` again: "
                           "runs that finished are reused")
 
 

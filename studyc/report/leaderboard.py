@@ -14,12 +14,11 @@ import csv
 import fcntl
 import io
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from studyc.artifacts import atomic_write
 from studyc.quoting import csv_cell
 from studyc.report.collect import Results
 from studyc.spec.arms import ArmSpec
@@ -111,8 +110,5 @@ def _merge(path: Path, new_rows: list[dict[str, str]]) -> dict[str, int]:
     writer = csv.writer(text)
     writer.writerow([csv_cell(c) for c in columns])
     writer.writerows([csv_cell(row.get(c, "")) for c in columns] for row in old_rows)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text.getvalue())
-    os.replace(tmp, path)
+    atomic_write(path, text.getvalue().encode("utf-8"))
     return {"added": added, "updated": updated, "rows": len(old_rows)}
