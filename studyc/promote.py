@@ -24,7 +24,7 @@ from studyc import yamledit
 from studyc.artifacts import atomic_write
 from studyc.errors import RunError, StudyErrors
 from studyc.runtime.store import Store
-from studyc.spec.arms import deep_merge, expand_arms
+from studyc.spec.arms import deep_merge, expand_arms, run_config
 from studyc.spec.loader import LoadedStudy, load
 
 STUDY_TARGET = ("run", "config")
@@ -102,8 +102,7 @@ def find_winner(judged: LoadedStudy, own: LoadedStudy, store: Store, arm: str | 
              f"{metric} = {estimate.point:.4g}" + (f" {unit}" if unit else "") + f" (n={estimate.n})")
     where = f"stage {stage}" if stage in own.study.stages else "the study"
     why = f"chosen with --arm, {value}" if chosen else f"champion: the best arm of {where} by {metric}, {value}"
-    stage_config = own.study.stages[stage].config if stage in own.study.stages else {}
-    config = _declared(deep_merge(deep_merge(own.study.run.config, spec.config), stage_config))
+    config = _declared(run_config(own.study, spec, stage))
     return Winner(arm, stage, why, config), (results, verdicts)
 
 

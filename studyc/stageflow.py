@@ -29,7 +29,7 @@ class StageFlow:
         self.order = [s.name for s in plan.stages]
         self.started: set[str] = set()
         self.ended: set[str] = set()
-        self.smoke = next((name for name, s in self.study.stages.items() if s.smoke), None)
+        self.smoke = self.study.smoke_stage
 
     def start(self) -> list[RunPlan]:
         """The runs of the stages that wait for nothing."""

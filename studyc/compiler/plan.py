@@ -17,7 +17,7 @@ from studyc.errors import RunError
 from studyc.spec.accelerators import gpu_count, parse as parse_accelerators
 from studyc.quoting import shell
 from studyc.spec import expr as E
-from studyc.spec.arms import ArmSpec, deep_merge, expand_arms
+from studyc.spec.arms import ArmSpec, deep_merge, expand_arms, run_config
 from studyc.spec.commands import PLACEHOLDER
 from studyc.spec.loader import LoadedStudy
 from studyc.spec.model import Resources, Study
@@ -227,9 +227,8 @@ class Compiler:
         if key not in self._cache:
             study, arm = self.study, self.arms[arm_name]
             stage = study.stages.get(stage_name)
-            stage_config = stage.config if stage else {}
             stage_resources = stage.resources.model_dump(exclude_unset=True) if stage and stage.resources else {}
-            config = deep_merge(deep_merge(study.run.config, arm.config), stage_config)
+            config = run_config(study, arm, stage_name)
             resources = resolve_resources(self._run_resources, arm.resources, stage_resources)
             try:
                 hourly = hourly_usd(resources.accelerator_name, resources.gpus, resources.cpus, self.prices)

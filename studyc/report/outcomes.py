@@ -39,7 +39,7 @@ def failed(results: Results, name: str) -> tuple[bool | None, str]:
 
 def smoke_failure(results: Results) -> dict[str, Any] | None:
     """The smoke stage's runs that did not finish, when there are any: the study stopped."""
-    stage = next((n for n, s in results.study.stages.items() if s.smoke), None)
+    stage = results.study.smoke_stage
     if stage is None:
         return None
     runs = [r for arm in results.by_stage.get(stage, {}).values() for r in arm.runs]

@@ -155,6 +155,13 @@ def _deep_copy(value: Any) -> Any:
     return value
 
 
+def run_config(study: Study, arm: ArmSpec, stage: str | None) -> dict[str, Any]:
+    """The config an arm's runs get in ``stage``: run.config, the arm's over it, then the
+    stage's (None or a stage the study does not have: none)."""
+    spec = study.stages.get(stage) if stage is not None else None
+    return deep_merge(deep_merge(study.run.config, arm.config), spec.config if spec else {})
+
+
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     """Mappings merge key by key; anything else in ``top`` replaces."""
     out = _deep_copy(base)

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from studyc.errors import StudyError, did_you_mean
-from studyc.spec.arms import ArmSpec, deep_merge
+from studyc.spec.arms import ArmSpec, run_config
 from studyc.spec.expr import ExprError
 from studyc.spec.model import Study
 
@@ -67,13 +67,8 @@ def _command_problems(command: str, configs: list[tuple[str, dict[str, Any]]]) -
 def _arm_configs(study: Study, arms: list[ArmSpec]) -> list[tuple[str, dict[str, Any]]]:
     """Each arm's config as its runs get it, in each stage that sets config (stage
     config laid over; a promoted stage may run any arm)."""
-    stage_configs = [s.config for s in study.stages.values()] or [{}]
-    out = []
-    for arm in arms:
-        base = deep_merge(study.run.config, arm.config)
-        for stage_config in stage_configs:
-            out.append((arm.name, {**deep_merge(base, stage_config), "seed": 0}))
-    return out
+    return [(arm.name, {**run_config(study, arm, stage), "seed": 0}) for arm in arms
+            for stage in list(study.stages) or [None]]
 
 
 def check_run_inputs(study: Study, arms: dict[str, ArmSpec], source: Any) -> list[StudyError]:

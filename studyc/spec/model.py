@@ -439,6 +439,11 @@ class Study(Strict):
             return self.primary
         return next((k for k, m in self.metrics.items() if m.goal), next(iter(self.metrics)))
 
+    @property
+    def smoke_stage(self) -> str | None:
+        """The stage marked ``smoke`` (at most one: validation refuses more)."""
+        return next((name for name, stage in self.stages.items() if stage.smoke), None)
+
     def claim(self, text: str) -> Claim:
         """A claim in its full form, whichever way it was written."""
         value = self.claims[text]
