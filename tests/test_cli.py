@@ -105,3 +105,10 @@ def test_help_documents_the_exit_codes():
     assert "Exit codes:" in text
     for code in ("0  ok", "1  a user error", "2  usage", "3  --fail-on", "4  an internal error"):
         assert code in text
+
+
+def test_output_cut_short_by_its_reader_is_no_error():
+    """`studyc plan ... | head -1`: the rest of the output has nowhere to go, and that is fine."""
+    done = subprocess.run(f"{sys.executable} -m studyc.cli plan {REPO / 'studies' / 'burgers_sota_sweep.yaml'} --explain "
+                          "| head -1", shell=True, capture_output=True, text=True, cwd=REPO)
+    assert done.stdout.startswith("code ") and done.stderr == ""

@@ -9,6 +9,7 @@ commands that need them, so `studyc validate` starts fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
@@ -59,6 +60,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             views.terminal(stderr=True).print("[yellow]interrupted[/]")
             sys.exit(130)
+        except BrokenPipeError:  # the reader stopped reading (`studyc plan ... | head`): nothing to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit, flushing
+            sys.exit(0)
         except OSError as exc:  # a disk or permission fault the checks up front could not foresee
             from studyc.runtime.preflight import os_error
 
@@ -176,10 +180,13 @@ def plan(file: Path, profile: str | None, as_json: bool, seeds_needed: bool, pro
     if seeds_needed:
         _seeds_needed(_load(str(file), profile), store_dir, probability, design, as_json)
         return
-    result = compile_plan(_load(str(file), profile), parallel)
-    if explain:
-        views.explain_code(result.workdir)
+    loaded = _load(str(file), profile)
+    if explain:  # the code's files alone: reading and hashing them is what compiling would add
+        from studyc.compiler.ids import study_root
+
+        views.explain_code(str(study_root(loaded.path, loaded.study.run.workdir)))
         return
+    result = compile_plan(loaded, parallel)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
