@@ -580,17 +580,29 @@ class Checks(E.Domain):
         else:
             status, lo, hi, p = self.decide(d, op in ("<", ">"))
         sentence = self._comparison_sentence(op, left, right, a, b) + self._difference_text(a, b, d, lo, hi)
-        verdict = Verdict(status, sentence, p, {
-            "expr": E.to_source(left), "op": op, "mean": a.point, "ci": list(a.interval(self.confidence)), "n": a.n,
-            "threshold_expr": E.to_source(right), "threshold": b.point,
-            "threshold_text": f"{OP_TEXT[op]} " + (fmt_threshold(b.point, a.point) if not b.uncertain
-                                                   else f"{E.to_source(right)} ({self._value_text(b, with_n=False)})"),
+        threshold_text = f"{OP_TEXT[op]} " + (fmt_threshold(b.point, a.point) if not b.uncertain
+                                              else f"{E.to_source(right)} ({self._value_text(b, with_n=False)})")
+        return self._on_difference(
+            Verdict(status, sentence, p), a, b, d, lo, hi, E.to_source(left), op, E.to_source(right), b.point,
+            threshold_text, None if op in ("==", "!=") else op in ("<", ">"),
+            f"{fmt(a.point)} vs {OP_TEXT[op]} {fmt_threshold(b.point, a.point)}")
+
+    def _on_difference(self, verdict: Verdict, a: Estimate, b: Estimate, d: Estimate, lo: float, hi: float, expr: str,
+                       op: str, threshold_expr: str, threshold: float, threshold_text: str, strict: bool | None,
+                       beyond: str) -> Verdict:
+        """``verdict`` on ``a`` against a threshold through their difference ``d`` (>= 0, or
+        > 0 when ``strict``, holds; its interval ``lo``..``hi``): what was observed and, when
+        INCONCLUSIVE, the side it leans to and the seeds that would settle it (none for
+        ``strict`` None: == and !=)."""
+        verdict.observed = {
+            "expr": expr, "op": op, "mean": a.point, "ci": list(a.interval(self.confidence)), "n": a.n,
+            "threshold_expr": threshold_expr, "threshold": threshold, "threshold_text": threshold_text,
             "observed_text": self._value_text(a, with_n=False),
-            "difference": d.point, "difference_ci": [lo, hi], "df": d.df if a.uncertain or b.uncertain else None})
-        if status == INCONCLUSIVE and op not in ("==", "!="):
-            verdict.leaning = PASS if (d.point >= 0 if op in ("<=", ">=") else d.point > 0) else FAIL
-            beyond = f"{fmt(a.point)} vs {OP_TEXT[op]} {fmt_threshold(b.point, a.point)}"
-            verdict.more_seeds, verdict.note = settle_note(d, abs(d.point), verdict.leaning, self.confidence, beyond)
+            "difference": d.point, "difference_ci": [lo, hi], "df": d.df if a.uncertain or b.uncertain else None}
+        if verdict.status == INCONCLUSIVE and strict is not None:
+            verdict.leaning = PASS if (d.point > 0 if strict else d.point >= 0) else FAIL
+            verdict.more_seeds, verdict.note = settle_note(d, builtins.abs(d.point), verdict.leaning, self.confidence,
+                                                           beyond)
         return verdict
 
     def distribute(self, op: str, left: E.Node, right: E.Node, a: Estimate, b: Estimate, side: int) -> Verdict:
@@ -656,17 +668,10 @@ class Checks(E.Domain):
         limit_text = fmt_threshold(limit.point, a.point) if not limit.uncertain else self._value_text(limit, with_n=False)
         sentence = (f"{first} = {self._value_text(a)}, needs no worse than {second} = {self._value_text(b)} "
                     f"({margin_text}: {OP_TEXT[op]} {limit_text})") + self._difference_text(a, b, d, lo, hi)
-        verdict = Verdict(status, sentence, p, {
-            "expr": first, "op": op, "mean": a.point, "ci": list(a.interval(self.confidence)), "n": a.n,
-            "threshold_expr": f"{second} ({margin_text})", "threshold": limit.point,
-            "threshold_text": f"no worse than {second} ({margin_text}: {OP_TEXT[op]} {limit_text})",
-            "observed_text": self._value_text(a, with_n=False),
-            "difference": d.point, "difference_ci": [lo, hi], "df": d.df if a.uncertain or b.uncertain else None})
-        if status == INCONCLUSIVE:
-            verdict.leaning = PASS if d.point >= 0 else FAIL
-            beyond = f"{fmt(a.point)} vs {OP_TEXT[op]} {limit_text}"
-            verdict.more_seeds, verdict.note = settle_note(d, builtins.abs(d.point), verdict.leaning, self.confidence, beyond)
-        return verdict
+        return self._on_difference(
+            Verdict(status, sentence, p), a, b, d, lo, hi, first, op, f"{second} ({margin_text})", limit.point,
+            f"no worse than {second} ({margin_text}: {OP_TEXT[op]} {limit_text})", False,
+            f"{fmt(a.point)} vs {OP_TEXT[op]} {limit_text}")
 
 
 def _changes_config(overlay: dict[str, Any]) -> bool:
