@@ -66,8 +66,9 @@ def find_winner(judged: LoadedStudy, own: LoadedStudy, store: Store, arm: str | 
     from studyc.report.judge import Judge
 
     study, profile = judged.study, judged.profile
-    if arm is not None and arm not in expand_arms(study):
-        raise RunError(f"--arm: unknown arm '{arm}'", did_you_mean(arm, list(expand_arms(study))))
+    names = list(expand_arms(study)) if arm is not None else []
+    if arm is not None and arm not in names:
+        raise RunError(f"--arm: unknown arm '{arm}'", did_you_mean(arm, names))
     results = collect(study, store, profile)
     if not results.all_runs():
         raise RunError(f"no results yet: the store at {store.home} holds no runs of study '{study.study}'"
@@ -261,7 +262,7 @@ def mark_leaderboard(loaded: LoadedStudy, results: Any, winner: Winner, where: s
     was promoted."""
     from studyc.report import leaderboard
 
-    rows = [r for r in leaderboard.rows(results, expand_arms(loaded.study)) if r["arm"] == winner.arm]
+    rows = [r for r in leaderboard.rows(results, results.specs) if r["arm"] == winner.arm]
     if not rows:
         return {"path": loaded.study.report.leaderboard, "added": 0, "updated": 0,
                 "note": "the arm has no finished runs"}

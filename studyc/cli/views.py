@@ -86,11 +86,7 @@ def print_plan(plan: Any) -> None:
     if unknown:
         console.print(f"[yellow]note:[/] {unknown} runs give no resources.hours; each is estimated at "
                       f"{DEFAULT_HOURS:g} h")
-    console.print(view.totals_line(plan))
-    for line in view.budget_lines(plan):
-        console.print(("[green]ok[/]    " if plan.budget["ok"] else "        ") + escape(line))
-    for v in plan.budget["violations"]:
-        console.print(f"[bold red]over budget:[/] {escape(v)}")
+    _print_budget(console, plan)
     if not plan.budget["ok"]:
         console.print("  `studyc run` and `studyc compile` refuse this plan; --allow-over-budget overrides on purpose")
 
@@ -147,11 +143,7 @@ def print_dryrun(loaded: Any, plan: Any, dry: Any, launch: list[Any], allow_over
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     for problem in dry.problems:
         console.print(f"[bold red]problem:[/] {escape(problem)}")
-    console.print(view.totals_line(plan))
-    for line in view.budget_lines(plan):
-        console.print(("[green]ok[/]    " if plan.budget["ok"] else "        ") + escape(line))
-    for v in plan.budget["violations"]:
-        console.print(f"[bold red]over budget:[/] {escape(v)}")
+    _print_budget(console, plan)
     if not plan.budget["ok"] and not allow_over_budget:
         console.print("`studyc run --cloud` refuses this plan; --allow-over-budget overrides on purpose")
 
@@ -219,3 +211,16 @@ def status_rows(loaded: Any, store: Any) -> list[dict[str, Any]]:
 
 def iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else None
+
+
+def _print_budget(console: Any, plan: Any) -> None:
+    """The plan's totals, each budget line and what goes over."""
+    from rich.markup import escape
+
+    from studyc.compiler import view
+
+    console.print(view.totals_line(plan))
+    for line in view.budget_lines(plan):
+        console.print(("[green]ok[/]    " if plan.budget["ok"] else "        ") + escape(line))
+    for v in plan.budget["violations"]:
+        console.print(f"[bold red]over budget:[/] {escape(v)}")
