@@ -49,6 +49,11 @@ class RunPlan:
     source: str | None = None  # an evaluation run: the id of the run it evaluates
     solo_hours: float | None = None  # set when sharing a GPU slows the run: its hours alone
 
+    @property
+    def usd_per_hour(self) -> float:
+        """What an hour of this run costs, by its estimate."""
+        return self.est_usd / self.est_hours if self.est_hours else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -400,7 +405,7 @@ def _slowed(runs: list[RunPlan], held_h: list[float]) -> None:
         took = round(run.end_h - run.start_h, 6)
         if abs(took - run.est_hours) <= 1e-6 and abs(held - run.est_hours) <= 1e-6:
             continue
-        hourly = run.est_usd / run.est_hours if run.est_hours else 0.0
+        hourly = run.usd_per_hour
         gpus = run.gpu_hours / run.est_hours if run.est_hours else 0.0
         run.solo_hours, run.est_hours = run.est_hours, took
         run.est_usd, run.gpu_hours = round(held * hourly, 6), held * gpus

@@ -136,7 +136,7 @@ class Tracker:
             if view.status == "running" and view.started is not None:
                 hours = (now - view.started) / 3600
                 run = view.run
-                usd += hours * (run.est_usd / run.est_hours if run.est_hours else 0.0)
+                usd += hours * run.usd_per_hour
                 gpu_hours += hours * (run.gpu_hours / run.est_hours if run.est_hours else 0.0)
         return usd, gpu_hours
 

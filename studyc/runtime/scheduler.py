@@ -317,7 +317,7 @@ class Scheduler:
             if classify(code, tail(run_dir / LOG_FILE, 50), series, None) is not None:
                 continue
             hours = max(0.0, ended - (last["started_at"] or ended)) / 3600
-            usd = hours * (run.est_usd / run.est_hours if run.est_hours else 0.0)
+            usd = hours * run.usd_per_hour
             self.store.finish(run.id, "done", code, None, None, series, usd, hours * gpu_count(run.resources.get("accelerators")))
             self.on_event(Event("end", run, status="done", attempt=last["attempt"], usd=usd, metrics=_final_values(series),
                                 message="it had ended when the studyc running it stopped; recorded now"))
@@ -541,7 +541,7 @@ class Scheduler:
         else:
             failure = a.killed_by or state.failure or classify(exit_code, log_tail, series, None)
         hours = (self.executor.now() - a.started) / 3600
-        hourly = run.est_usd / run.est_hours if run.est_hours else 0.0
+        hourly = run.usd_per_hour
         usd = hours * hourly
         gpu_hours = hours * gpu_count(run.resources.get("accelerators"))
         self.spend.usd += usd
