@@ -319,8 +319,7 @@ class Judge:
         return [arm for arm, _ in self.ranking(stage)[: spec.promote.top]], gates
 
     def tiers(self) -> tuple[dict[str, Verdict], str | None]:
-        verdicts = {name: self.judged(t if isinstance(t, str) else t.check, "interval" if isinstance(t, str) else t.judge)
-                    for name, t in self.study.tiers.items()}
+        verdicts = {name: self.judged(self.study.tier(name).check, self.study.tier(name).judge) for name in self.study.tiers}
         reached = None
         for name, verdict in verdicts.items():  # tiers are written lowest first
             if verdict.status != PASS:

@@ -449,5 +449,10 @@ class Study(Strict):
         value = self.claims[text]
         return Claim.model_construct(hypotheses=list(value), check=None) if isinstance(value, list) else value
 
+    def tier(self, name: str) -> Tier:
+        """A tier in its full form, whichever way it was written (a bare check is judged on intervals)."""
+        value = self.tiers[name]
+        return Tier.model_construct(check=value, judge="interval", description=None) if isinstance(value, str) else value
+
     def tier_checks(self) -> dict[str, str]:
-        return {name: (t if isinstance(t, str) else t.check) for name, t in self.tiers.items()}
+        return {name: self.tier(name).check for name in self.tiers}
